@@ -1,0 +1,1 @@
+"""Landmark recognition on GLDv2: data, models, retrieval, non-landmark detection, submission."""

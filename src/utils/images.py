@@ -1,0 +1,153 @@
+"""Image reading for GLDv2-style collections.
+
+`load_image` turns any file Pillow can open into an ``(H, W, 3)`` ``uint8`` RGB array:
+EXIF orientation applied, every mode (``1``, ``L``, ``P``, ``RGBA``, ``LA``, ``CMYK``,
+``I;16``, ``I``, ``F``) mapped to RGB, transparency composited on white, and JPEGs decoded at
+a reduced DCT scale (1/2, 1/4, 1/8) when a smaller side is asked for. Pillow's
+decompression-bomb guard stays on.
+
+A file that cannot be read raises `ImageLoadError`, which names the file and the reason.
+Batch code uses `iter_images` with a `BadFiles` log so that one broken file is skipped,
+counted and reported at the end instead of ending the run.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+_WHITE = (255, 255, 255)
+
+
+class ImageLoadError(OSError):
+    """A file that is not a readable image; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: cannot read image ({reason})")
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Map a Pillow image of any mode to a contiguous ``(H, W, 3)`` uint8 array."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        # 16/32-bit integer or float greyscale: scale to 8 bits instead of clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max(initial=0.0)
+        if mode == "F" and top <= 1.0:
+            arr = arr * 255.0
+        elif top > 255.0:
+            arr = arr / (65535.0 if top <= 65535.0 else top) * 255.0
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int] | None:
+    """Size to ask the JPEG decoder for so that the shorter side stays >= ``min_side``."""
+    short = min(size)
+    if min_side <= 0 or short <= min_side:
+        return None
+    ratio = min_side / short
+    return max(1, math.ceil(size[0] * ratio)), max(1, math.ceil(size[1] * ratio))
+
+
+def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
+    """Read an image file as RGB.
+
+    Args:
+        path: image file (JPEG, PNG, WebP, TIFF, ... anything Pillow opens).
+        min_side: when given, JPEGs are decoded at the smallest DCT scale whose shorter side is
+            still ``>= min_side`` (at most 2x larger than asked). Other formats are decoded at
+            full size. No resampling is done here.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array in RGB order, EXIF orientation applied.
+
+    Raises:
+        ImageLoadError: missing, empty, truncated or non-image file, an unsupported mode, or a
+            decompression bomb; the message names the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if min_side and img.format == "JPEG":
+                target = _draft_size(img.size, min_side)
+                if target is not None:
+                    img.draft(None, target)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except FileNotFoundError as err:
+        raise ImageLoadError(path, "file not found") from err
+    except UnidentifiedImageError as err:
+        size = path.stat().st_size if path.exists() else 0
+        reason = "empty file" if size == 0 else "not an image Pillow can identify"
+        raise ImageLoadError(path, reason) from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageLoadError(path, f"decompression bomb guard: {err}") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        # Pillow reports truncated data as OSError and broken headers as SyntaxError.
+        raise ImageLoadError(path, f"{type(err).__name__}: {err}") from err
+
+
+@dataclass
+class BadFiles:
+    """Files a batch job skipped, with the reason for each; report them at the end."""
+
+    entries: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, error: ImageLoadError) -> None:
+        """Record one skipped file."""
+        self.entries.append((error.path, error.reason))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def summary(self, limit: int = 20) -> str:
+        """One line per skipped file (at most ``limit``), or a line saying none were skipped."""
+        if not self.entries:
+            return "all images were read"
+        lines = [f"skipped {len(self.entries)} unreadable image(s):"]
+        lines += [f"  {path}: {reason}" for path, reason in self.entries[:limit]]
+        if len(self.entries) > limit:
+            lines.append(f"  ... and {len(self.entries) - limit} more")
+        return "\n".join(lines)
+
+
+def iter_images(
+    paths: Iterable[str | Path],
+    bad: BadFiles,
+    min_side: int | None = None,
+    progress: bool = True,
+    desc: str = "images",
+) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield ``(path, image)`` for each readable file; unreadable ones go to ``bad``."""
+    paths = list(paths)
+    for path in tqdm(paths, desc=desc, disable=not progress, unit="img"):
+        try:
+            yield Path(path), load_image(path, min_side=min_side)
+        except ImageLoadError as err:
+            bad.add(err)

@@ -1,0 +1,220 @@
+"""Run the numbered notebooks in order with papermill.
+
+``python -m utils.pipeline [--data-root DIR] [--profile tiny|default] [--only 01,02]
+[--out outputs/RUN]`` executes every ``notebooks/NN_*.ipynb`` (whatever numbered notebooks
+exist), writing the executed copy ``OUT/NN_name.ipynb``, its log ``OUT/NN_name.log`` and its
+artefacts under ``OUT/NN_name/``. Without ``--data-root`` the embedded mini dataset of the
+profile is used (generated under ``data/`` when missing).
+
+Each notebook receives, among ``DATA_ROOT``, ``MANIFEST_DIR``, ``OUTPUT_DIR``, ``TOP`` and
+``PROFILE``, those that its ``parameters`` cell declares. On a failing cell the run stops and
+prints the notebook, the cell and the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbclient.exceptions import CellTimeoutError
+from papermill.exceptions import PapermillExecutionError
+
+from utils import minigld
+from utils.gldv2 import KAGGLE_ROOT, default_data_root
+
+REPO = Path(__file__).resolve().parents[2]
+# Top-N landmarks per data source: the report's 100 on GLDv2; fewer on the mini datasets.
+PROFILE_TOP = {"tiny": 5, "default": 30}
+REAL_TOP = 100
+
+
+class NotebookFailure(RuntimeError):
+    """A notebook stopped on a cell; the message names the notebook, the cell and the error."""
+
+    def __init__(self, notebook: Path, cell: int | None, source: str, error: str, executed: Path):
+        self.notebook, self.cell, self.source, self.error = notebook, cell, source, error
+        self.executed = executed
+        preview = "\n".join(f"    {line}" for line in source.strip().splitlines()[:8])
+        where = f"cell {cell}" if cell is not None else "an unknown cell"
+        super().__init__(
+            f"{notebook.name} failed at {where}:\n{preview}\n{error}\nexecuted copy: {executed}"
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook to run: its source and where its outputs go."""
+
+    notebook: Path
+    executed: Path
+    log: Path
+    output_dir: Path
+
+
+def discover(folder: Path, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` in ``folder``, in order; ``only`` keeps prefixes."""
+    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+    if only:
+        wanted = {prefix.strip().zfill(2) for prefix in only if prefix.strip()}
+        unknown = wanted - {p.name[:2] for p in notebooks}
+        if unknown:
+            raise ValueError(f"--only names no notebook in {folder}: {', '.join(sorted(unknown))}")
+        notebooks = [p for p in notebooks if p.name[:2] in wanted]
+    if not notebooks:
+        raise ValueError(f"no numbered notebooks (NN_*.ipynb) in {folder}")
+    return notebooks
+
+
+def _failing_cell(executed: Path) -> tuple[int | None, str]:
+    """Index and source of the cell papermill marked as failed or left running."""
+    if not executed.is_file():
+        return None, ""
+    nb = nbformat.read(executed, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if meta.get("exception") or meta.get("status") == "running":
+            return index, cell.source
+    return None, ""
+
+
+def run_notebook(
+    step: Step,
+    parameters: dict,
+    cell_timeout: float | None = None,
+    kernel_name: str | None = None,
+    progress: bool = True,
+) -> None:
+    """Execute one notebook; raise `NotebookFailure` on a failing or timed-out cell."""
+    declared = papermill.inspect_notebook(str(step.notebook))
+    given = {k: v for k, v in parameters.items() if k in declared}
+    given["OUTPUT_DIR"] = str(step.output_dir) if "OUTPUT_DIR" in declared else None
+    given = {k: v for k, v in given.items() if v is not None}
+    step.output_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(step.log, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("papermill")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        papermill.execute_notebook(
+            str(step.notebook),
+            str(step.executed),
+            parameters=given,
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            log_output=True,
+            cwd=str(step.notebook.parent),
+            execution_timeout=cell_timeout,
+        )
+    except PapermillExecutionError as err:
+        raise NotebookFailure(
+            step.notebook, err.cell_index, err.source, f"{err.ename}: {err.evalue}", step.executed
+        ) from err
+    except CellTimeoutError as err:
+        cell, source = _failing_cell(step.executed)
+        raise NotebookFailure(
+            step.notebook,
+            cell,
+            source,
+            f"CellTimeoutError: no result after {cell_timeout} s",
+            step.executed,
+        ) from err
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def plan_steps(notebooks: list[Path], out: Path) -> list[Step]:
+    """Where each notebook's executed copy, log and artefacts go."""
+    return [Step(nb, out / nb.name, out / f"{nb.stem}.log", out / nb.stem) for nb in notebooks]
+
+
+def run_pipeline(
+    notebooks: list[Path],
+    parameters: dict,
+    out: Path,
+    cell_timeout: float | None = None,
+    kernel_name: str | None = None,
+    progress: bool = True,
+) -> list[Step]:
+    """Run the notebooks in order, stopping at the first failure."""
+    out.mkdir(parents=True, exist_ok=True)
+    steps = plan_steps(notebooks, out)
+    for number, step in enumerate(steps, start=1):
+        print(f"[{number}/{len(steps)}] {step.notebook.name}", flush=True)
+        start = time.perf_counter()
+        run_notebook(step, parameters, cell_timeout, kernel_name, progress)
+        print(
+            f"[{number}/{len(steps)}] {step.notebook.name} done in "
+            f"{time.perf_counter() - start:.1f} s -> {step.executed}",
+            flush=True,
+        )
+    return steps
+
+
+def default_parameters(data_root: Path | None, profile: str, manifest: Path | None) -> dict:
+    """The parameters the runner offers every notebook (absolute paths).
+
+    Without ``data_root``: Kaggle's competition folder inside a Kaggle kernel, else the
+    embedded dataset of ``profile`` (generated when missing). A mini dataset gets its
+    profile's top-N and committed manifest; any other data root the report's top-100.
+    """
+    if data_root is None:
+        data_root = default_data_root(REPO / "data" / f"minigld-{profile}")
+        if data_root != KAGGLE_ROOT:
+            minigld.ensure(data_root, profile)
+    mini_profile = minigld.profile_of(data_root)
+    top = PROFILE_TOP[mini_profile] if mini_profile else REAL_TOP
+    if manifest is None and mini_profile:
+        candidate = REPO / "data_manifests" / f"minigld-{mini_profile}-top{top}"
+        manifest = candidate if candidate.is_dir() else None
+    return {
+        "DATA_ROOT": str(data_root.resolve()),
+        "MANIFEST_DIR": str(manifest.resolve()) if manifest else "",
+        "TOP": top,
+        "PROFILE": mini_profile or "",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="dataset folder (default: Kaggle's, else the embedded profile)",
+    )
+    parser.add_argument("--profile", choices=sorted(minigld.PROFILES), default="default")
+    parser.add_argument("--manifest", type=Path, default=None, help="manifest folder to use")
+    parser.add_argument("--only", default="", help="comma-separated prefixes, e.g. 01,02")
+    parser.add_argument("--out", type=Path, default=None, help="default: outputs/<profile>")
+    parser.add_argument("--notebooks", type=Path, default=REPO / "notebooks")
+    parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel (default: the notebook's)")
+    args = parser.parse_args(argv)
+    out = (args.out or REPO / "outputs" / args.profile).resolve()
+    try:
+        notebooks = discover(args.notebooks, args.only.split(",") if args.only else None)
+        parameters = default_parameters(args.data_root, args.profile, args.manifest)
+        run_pipeline(notebooks, parameters, out, args.cell_timeout, args.kernel)
+    except NotebookFailure as err:
+        print(f"pipeline stopped: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"all notebooks ran; outputs in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

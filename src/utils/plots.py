@@ -1,0 +1,65 @@
+"""Figures shared by the notebooks. Each function returns its matplotlib ``Figure``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    ncols: int = 6,
+    size: float = 2.2,
+) -> Figure:
+    """Show ``(H, W, 3)`` uint8 images (or float images in [0, 1]) in a grid."""
+    if not images:
+        raise ValueError("image_grid needs at least one image")
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(images):
+            ax.imshow(images[index])
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_distribution_plot(counts: pd.DataFrame, names: dict[int, str], top: int = 20) -> Figure:
+    """Rank-frequency curve (log-log) and the ``top`` landmarks by image count, by name."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    left.loglog(counts["rank"], counts["images"], marker=".", linestyle="-")
+    left.set(xlabel="class rank", ylabel="images", title="images per class (long tail)")
+    head = counts.head(top)
+    labels = [names.get(int(i), str(i)) for i in head["landmark_id"]]
+    sns.barplot(x=head["images"].to_numpy(), y=labels, ax=right, orient="h", color="tab:blue")
+    right.set(xlabel="images", title=f"top {len(head)} landmarks")
+    fig.tight_layout()
+    return fig
+
+
+def stats_histograms(stats: pd.DataFrame, columns: Sequence[str]) -> Figure:
+    """One histogram per statistic column."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3), squeeze=False)
+    for ax, column in zip(axes.flat, columns, strict=True):
+        sns.histplot(stats[column], ax=ax, bins=30, log_scale=column == "laplacian_var")
+        ax.set_title(column)
+    fig.tight_layout()
+    return fig
+
+
+def split_bars(table: pd.DataFrame) -> Figure:
+    """Stacked bars of images per class in train / val / test."""
+    body = table.drop(index="all", errors="ignore")[["train", "val", "test"]]
+    fig, ax = plt.subplots(figsize=(min(16, 2 + 0.3 * len(body)), 3.5))
+    body.plot.bar(stacked=True, ax=ax, width=0.85)
+    ax.set(xlabel="landmark_id", ylabel="images", title="split per class")
+    fig.tight_layout()
+    return fig
