@@ -7,8 +7,8 @@ sha256, seed, class list, counts per split).
 
 Selection: classes ranked by image count, ties broken by the smaller ``landmark_id``.
 Split: within each class the ids are sorted, shuffled with a generator seeded by
-``(seed, landmark_id)``, and cut into ``n_val = max(1, round(0.1 n))``,
-``n_test = max(1, round(0.1 n))`` and the rest for train, so every class is in all three
+``(seed, landmark_id)``, and cut into ``n_val = n_test = max(1, floor((n + 5) / 10))`` (10%
+rounded half up) and the rest for train, so every class is in all three
 splits and a class's split does not depend on which other classes were selected.
 """
 
@@ -74,8 +74,7 @@ def split_class(ids: list[str], landmark_id: int, seed: int) -> dict[str, list[s
         )
     order = np.random.default_rng([seed, landmark_id]).permutation(n)
     shuffled = [sorted(ids)[i] for i in order]
-    n_val = max(1, round(0.1 * n))
-    n_test = max(1, round(0.1 * n))
+    n_val = n_test = max(1, (n + 5) // 10)
     n_train = n - n_val - n_test
     return {
         "train": shuffled[:n_train],
@@ -111,7 +110,7 @@ def build_manifests(
         "num_classes": len(classes),
         "classes": classes,
         "counts": {name: len(frames[name]) for name in SPLITS},
-        "split_rule": "per class: val=max(1,round(0.1n)), test=max(1,round(0.1n)), train=rest",
+        "split_rule": "per class: val=test=max(1,floor((n+5)/10)), train=rest",
     }
     return Manifests(summary=summary, **frames)
 

@@ -71,16 +71,27 @@ def discover(folder: Path, only: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
+_ADDED_TAGS = ("injected-parameters", "papermill-error-cell-tag")  # cells papermill adds
+
+
 def _failing_cell(executed: Path) -> tuple[int | None, str]:
-    """Index and source of the cell papermill marked as failed or left running."""
+    """Index in the source notebook and source of the cell that failed in the executed copy.
+
+    The cell papermill marked with an exception; for a timeout, which it does not mark, the
+    last cell that started. Cells papermill added (parameters, error banners) are not counted.
+    """
     if not executed.is_file():
         return None, ""
-    nb = nbformat.read(executed, as_version=4)
-    for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {}).get("papermill", {})
-        if meta.get("exception") or meta.get("status") == "running":
-            return index, cell.source
-    return None, ""
+    cells = [
+        cell
+        for cell in nbformat.read(executed, as_version=4).cells
+        if not set(cell.get("metadata", {}).get("tags", [])) & set(_ADDED_TAGS)
+    ]
+    marks = [cell.get("metadata", {}).get("papermill", {}) for cell in cells]
+    failed = [i for i, mark in enumerate(marks) if mark.get("exception")]
+    started = [i for i, mark in enumerate(marks) if mark.get("status", "pending") != "pending"]
+    index = (failed or started or [None])[-1]
+    return (None, "") if index is None else (index, cells[index].source)
 
 
 def run_notebook(
@@ -113,8 +124,9 @@ def run_notebook(
             execution_timeout=cell_timeout,
         )
     except PapermillExecutionError as err:
+        cell, _ = _failing_cell(step.executed)
         raise NotebookFailure(
-            step.notebook, err.cell_index, err.source, f"{err.ename}: {err.evalue}", step.executed
+            step.notebook, cell, err.source, f"{err.ename}: {err.evalue}", step.executed
         ) from err
     except CellTimeoutError as err:
         cell, source = _failing_cell(step.executed)

@@ -1,0 +1,97 @@
+"""The numbered notebooks: thin drivers, run through papermill on the tiny profile."""
+
+import ast
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def definitions(path: Path) -> list[str]:
+    """``def``/``class`` statements in a notebook's code cells (magics are skipped)."""
+    found = []
+    for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                found.append(f"{path.name} cell {index}: {node.name}")
+    return found
+
+
+def test_the_numbered_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    assert names[:2] == ["01_eda.ipynb", "02_preprocess.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_defines_no_function_or_class(path):
+    assert definitions(path) == []
+
+
+def test_the_definition_check_catches_def_and_class(tmp_path):
+    nb = new_notebook(
+        cells=[new_code_cell("def f():\n    return 1"), new_code_cell("%time x = 1\nclass A: pass")]
+    )
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert definitions(tmp_path / "x.ipynb") == ["x.ipynb cell 0: f", "x.ipynb cell 1: A"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_is_plain_typed_literals(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse(cells[0].source)
+    for node in tree.body:
+        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), ast.dump(
+            node
+        )
+    declared = papermill.inspect_notebook(str(path))
+    assert set(declared) == {node.target.id for node in tree.body}, (
+        "papermill must parse every line"
+    )
+    assert "OUTPUT_DIR" in declared and "DATA_ROOT" in declared
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_01_and_02_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
+    out = tmp_path / "run"
+    common = {"DATA_ROOT": str(tiny_root), "MANIFEST_DIR": str(tiny_manifest)}
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "01_eda.ipynb"),
+        str(tmp_path / "01.ipynb"),
+        parameters={**common, "OUTPUT_DIR": str(out / "01")},
+        progress_bar=False,
+        cwd=str(REPO / "notebooks"),
+    )
+    for name in (
+        "class_distribution.png",
+        "examples.png",
+        "image_stats.png",
+        "image_stats.csv",
+        "summary.json",
+    ):
+        assert (out / "01" / name).is_file(), name
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "02_preprocess.ipynb"),
+        str(tmp_path / "02.ipynb"),
+        parameters={**common, "OUTPUT_DIR": str(out / "02"), "TOP": 5},
+        progress_bar=False,
+        cwd=str(REPO / "notebooks"),
+    )
+    for name in ("train.csv", "val.csv", "test.csv", "summary.json"):
+        assert (out / "02" / "manifests" / name).read_bytes() == (tiny_manifest / name).read_bytes()
+    assert (
+        "identical to" in (tmp_path / "02.ipynb").read_text()
+        and ": True" in (tmp_path / "02.ipynb").read_text()
+    )

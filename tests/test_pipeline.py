@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from utils import pipeline
+
+
+def write_notebook(path: Path, *sources: str, parameters: str = 'OUTPUT_DIR: str = "."') -> Path:
+    cell = new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_discover_orders_and_filters(tmp_path):
+    for name in ("02_b.ipynb", "01_a.ipynb", "10_c.ipynb", "notes.ipynb"):
+        write_notebook(tmp_path / name)
+    assert [p.name for p in pipeline.discover(tmp_path)] == [
+        "01_a.ipynb",
+        "02_b.ipynb",
+        "10_c.ipynb",
+    ]
+    assert [p.name for p in pipeline.discover(tmp_path, ["2", "10"])] == [
+        "02_b.ipynb",
+        "10_c.ipynb",
+    ]
+    with pytest.raises(ValueError, match="--only names no notebook.*: 07"):
+        pipeline.discover(tmp_path, ["07"])
+    with pytest.raises(ValueError, match="no numbered notebooks"):
+        pipeline.discover(tmp_path / "empty")
+
+
+@pytest.mark.notebook
+def test_runner_passes_declared_parameters_and_writes_outputs(tmp_path):
+    folder = tmp_path / "nbs"
+    write_notebook(
+        folder / "01_write.ipynb",
+        "from pathlib import Path\nPath(OUTPUT_DIR, 'seen.txt').write_text(f'{TOP} {DATA_ROOT}')",
+        parameters='OUTPUT_DIR: str = "."\nTOP: int = 1\nDATA_ROOT: str = ""',
+    )
+    out = tmp_path / "run"
+    params = {"DATA_ROOT": "/data", "TOP": 7, "MANIFEST_DIR": "", "PROFILE": "tiny"}
+    steps = pipeline.run_pipeline(pipeline.discover(folder), params, out, progress=False)
+    assert (out / "01_write" / "seen.txt").read_text() == "7 /data"
+    assert steps[0].executed.is_file() and steps[0].log.is_file()
+
+
+@pytest.mark.notebook
+def test_failing_cell_is_named(tmp_path, capsys):
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "01_ok.ipynb", "x = 1")
+    write_notebook(folder / "02_bad.ipynb", "y = 2", "raise ValueError('boom in cell')")
+    write_notebook(folder / "03_never.ipynb", "z = 3")
+    code = pipeline.main(
+        ["--data-root", str(tmp_path), "--notebooks", str(folder), "--out", str(tmp_path / "run")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "02_bad.ipynb failed at cell 2" in err and "ValueError: boom in cell" in err
+    assert "raise ValueError" in err
+    assert not (tmp_path / "run" / "03_never.ipynb").exists()
+
+
+@pytest.mark.notebook
+def test_cell_timeout_is_named(tmp_path):
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "01_slow.ipynb", "import time\ntime.sleep(30)")
+    with pytest.raises(pipeline.NotebookFailure) as info:
+        pipeline.run_pipeline(
+            pipeline.discover(folder), {}, tmp_path / "run", cell_timeout=2, progress=False
+        )
+    assert "CellTimeoutError" in str(info.value) and "time.sleep(30)" in str(info.value)
+    assert info.value.cell == 1  # index in the source notebook
+
+
+def test_default_parameters_for_a_mini_dataset(tiny_root):
+    params = pipeline.default_parameters(tiny_root, "default", None)
+    assert params["DATA_ROOT"] == str(tiny_root.resolve())
+    assert params["TOP"] == pipeline.PROFILE_TOP["tiny"] and params["PROFILE"] == "tiny"
+    assert params["MANIFEST_DIR"].endswith("data_manifests/minigld-tiny-top5")
+
+
+def test_default_parameters_for_another_root(tmp_path):
+    params = pipeline.default_parameters(tmp_path, "default", None)
+    assert params["TOP"] == pipeline.REAL_TOP and params["MANIFEST_DIR"] == ""
+
+
+def test_main_reports_bad_only(tmp_path, capsys):
+    assert pipeline.main(["--data-root", str(tmp_path), "--only", "99"]) == 2
+    assert "--only names no notebook" in capsys.readouterr().err

@@ -1,0 +1,35 @@
+"""Project wiring: pins agree, CI calls the README's test command, no import-time work."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_carries_the_same_pins():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip) == pins
+    assert "python=3.11" in env["dependencies"]
+    assert all("==" in pin for pin in pins)
+
+
+def test_ci_runs_make_test_and_readme_documents_it():
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    head = readme[:2500]
+    assert "make test" in head and "make pipeline" in head
+
+
+def test_importing_the_package_does_no_work():
+    code = (
+        "import sys, utils, utils.gldv2, utils.images, utils.eda, utils.minigld, utils.manifests, "
+        "utils.pipeline\nassert 'torch' not in sys.modules, 'torch imported at import time'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
