@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import save
 from utils.images import BadFiles, ImageLoadError, iter_images, load_image
@@ -74,8 +74,27 @@ def test_min_side_decodes_jpeg_at_reduced_scale(tmp_path):
     small = load_image(path, min_side=200)
     assert small.shape == (200, 300, 3)  # 1/4 DCT scale
     mid = load_image(path, min_side=300)
-    assert mid.shape == (400, 600, 3)  # 1/2: 1/4 would go below 300
+    assert mid.shape == (300, 450, 3)  # 3/8: libjpeg-turbo scales by k/8
+    assert load_image(path, min_side=310).shape == (400, 600, 3)  # 4/8
     assert load_image(path, min_side=5000).shape == (800, 1200, 3)
+
+
+def test_min_side_on_cmyk_jpeg_uses_power_of_two_draft(tmp_path):
+    image = Image.new("CMYK", (1200, 800), (10, 200, 30, 0))
+    path = save(image, tmp_path / "cmyk.jpg")
+    out = load_image(path, min_side=300)
+    assert out.shape == (400, 600, 3)  # Pillow's draft: 1/2 (1/4 would go below 300)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, orientation):
+    base = (np.random.default_rng(0).integers(0, 4, (24, 32, 3)) * 80).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = save(Image.fromarray(base), tmp_path / "o.jpg", exif=exif.tobytes(), quality=100)
+    with Image.open(path) as img:
+        expected = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    np.testing.assert_array_equal(load_image(path), expected)
 
 
 def test_min_side_ignored_for_png(tmp_path, rgb):
@@ -107,9 +126,11 @@ def test_missing_file(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
-def test_decompression_bomb_guard_is_kept(tmp_path, monkeypatch):
-    path = save(Image.new("RGB", (100, 100)), tmp_path / "bomb.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("limit", [1000, 6000])  # 10,000 pixels: over 2x the limit, or over 1x
+def test_decompression_bomb_guard_is_kept(tmp_path, monkeypatch, suffix, limit):
+    path = save(Image.new("RGB", (100, 100)), tmp_path / f"bomb{suffix}")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
     with pytest.raises(ImageLoadError, match="decompression bomb"):
         load_image(path)
 

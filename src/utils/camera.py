@@ -20,10 +20,10 @@ _SKY = {  # (zenith RGB, horizon RGB)
     "day": ((70, 130, 220), (180, 210, 240)),
     "golden": ((90, 110, 190), (250, 180, 110)),
     "overcast": ((150, 155, 160), (200, 200, 205)),
-    "night": ((5, 8, 25), (30, 35, 70)),
+    "night": ((10, 14, 40), (45, 50, 90)),
 }
 _TINT = {"day": (1.0, 1.0, 1.0), "golden": (1.15, 0.95, 0.75), "overcast": (0.85, 0.87, 0.9),
-         "night": (0.22, 0.24, 0.35)}  # fmt: skip
+         "night": (0.32, 0.34, 0.45)}  # fmt: skip
 
 
 def photo_size(rng: np.random.Generator, long_side: tuple[int, int]) -> tuple[int, int]:

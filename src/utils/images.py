@@ -3,23 +3,33 @@
 `load_image` turns any file Pillow can open into an ``(H, W, 3)`` ``uint8`` RGB array:
 EXIF orientation applied, every mode (``1``, ``L``, ``P``, ``RGBA``, ``LA``, ``CMYK``,
 ``I;16``, ``I``, ``F``) mapped to RGB, transparency composited on white, and JPEGs decoded at
-a reduced DCT scale (1/2, 1/4, 1/8) when a smaller side is asked for. Pillow's
-decompression-bomb guard stays on.
+a reduced DCT scale when a smaller side is asked for. Pillow's decompression-bomb guard stays
+on: every file is first opened (header only) by Pillow.
+
+Colour and greyscale JPEGs are decoded by libjpeg-turbo through ``simplejpeg``, which is
+about 1.7x faster than Pillow at full size and scales by any factor k/8 (Pillow's ``draft``:
+1/2, 1/4, 1/8 only); CMYK JPEGs and every other format go through Pillow.
 
 A file that cannot be read raises `ImageLoadError`, which names the file and the reason.
+CLI: ``python -m utils.images resize --src DIR --dst DIR --short-side 384 [--workers N]``
+(see `utils.resize`).
+
 Batch code uses `iter_images` with a `BadFiles` log so that one broken file is skipped,
 counted and reported at the end instead of ending the run.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
@@ -69,14 +79,34 @@ def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int] | None:
     return max(1, math.ceil(size[0] * ratio)), max(1, math.ceil(size[1] * ratio))
 
 
+_TRANSPOSE = {  # EXIF orientation -> numpy ops on an (H, W, C) array
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1],  # transverse
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _turbo_decode(path: Path, img: Image.Image, min_side: int | None) -> np.ndarray:
+    """libjpeg-turbo decode of a YCbCr/greyscale JPEG, smallest scale keeping ``min_side``."""
+    side = min_side if min_side and min_side > 0 else 0
+    rgb = simplejpeg.decode_jpeg(path.read_bytes(), "RGB", min_height=side, min_width=side)
+    orient = _TRANSPOSE.get(img.getexif().get(0x0112, 1))
+    return np.ascontiguousarray(orient(rgb) if orient else rgb)
+
+
 def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Args:
         path: image file (JPEG, PNG, WebP, TIFF, ... anything Pillow opens).
         min_side: when given, JPEGs are decoded at the smallest DCT scale whose shorter side is
-            still ``>= min_side`` (at most 2x larger than asked). Other formats are decoded at
-            full size. No resampling is done here.
+            still ``>= min_side`` (at most 2x larger than asked; scales k/8 for colour and
+            greyscale JPEGs, 1/2, 1/4, 1/8 for CMYK). Other formats are decoded at full size.
+            No resampling is done here.
 
     Returns:
         ``(H, W, 3)`` uint8 array in RGB order, EXIF orientation applied.
@@ -87,16 +117,18 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.format == "JPEG" and img.mode in ("RGB", "L"):
+                return _turbo_decode(path, img, min_side)
             if min_side and img.format == "JPEG":
                 target = _draft_size(img.size, min_side)
                 if target is not None:
                     img.draft(None, target)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            img.load()
+            return _to_rgb(ImageOps.exif_transpose(img))
     except FileNotFoundError as err:
         raise ImageLoadError(path, "file not found") from err
     except UnidentifiedImageError as err:
@@ -151,3 +183,29 @@ def iter_images(
             yield Path(path), load_image(path, min_side=min_side)
         except ImageLoadError as err:
             bad.add(err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``resize`` (a pre-resized copy of an image tree)."""
+    from utils.resize import resize_tree
+
+    parser = argparse.ArgumentParser(prog="python -m utils.images")
+    sub = parser.add_subparsers(dest="command", required=True)
+    resize = sub.add_parser("resize", help="mirror an image tree at a smaller size (resumable)")
+    resize.add_argument("--src", type=Path, required=True, help="source folder (e.g. train/)")
+    resize.add_argument("--dst", type=Path, required=True, help="destination folder")
+    resize.add_argument("--short-side", type=int, default=384, help="shorter side, pixels")
+    resize.add_argument("--workers", type=int, default=None, help="default: up to 4 cores")
+    resize.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    args = parser.parse_args(argv)
+    try:
+        report = resize_tree(args.src, args.dst, args.short_side, args.workers, args.quality)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

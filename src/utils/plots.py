@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,4 +62,29 @@ def split_bars(table: pd.DataFrame) -> Figure:
     body.plot.bar(stacked=True, ax=ax, width=0.85)
     ax.set(xlabel="landmark_id", ylabel="images", title="split per class")
     fig.tight_layout()
+    return fig
+
+
+def augmentation_grid(
+    images: Sequence[np.ndarray],
+    make_transform: Callable[..., Callable],
+    views: int = 6,
+    seed: int = 0,
+    title: str = "",
+) -> Figure:
+    """Each row: one image, then ``views - 1`` augmented views of it.
+
+    View ``k`` comes from ``make_transform(seed=seed + k)``; its normalised tensor output is
+    shown through `utils.augment.denormalize`.
+    """
+    from utils.augment import denormalize
+
+    transforms = [make_transform(seed=seed + k) for k in range(views - 1)]
+    cells = []
+    for image in images:
+        cells.append(image)
+        cells += [denormalize(t(image=image)["image"]) for t in transforms]
+    fig = image_grid(cells, ncols=views)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -1,0 +1,25 @@
+"""The benchmarks run (speed itself is measured by `python -m utils.bench`, not asserted)."""
+
+import json
+
+from PIL import Image
+
+from utils import bench
+
+
+def test_bench_jpegs_are_made_once_in_the_documented_range(tmp_path):
+    paths = bench.make_bench_jpegs(tmp_path, 6)
+    sizes = [Image.open(p).size for p in paths]
+    assert all(600 <= min(s) <= 1200 and 800 <= max(s) <= 1600 for s in sizes)
+    stamp = [p.stat().st_mtime_ns for p in paths]
+    bench.make_bench_jpegs(tmp_path, 6)
+    assert [p.stat().st_mtime_ns for p in paths] == stamp
+
+
+def test_loader_benchmark_reports_all_three_and_the_ratio(tmp_path, capsys):
+    args = ["loader", "--images", str(tmp_path), "--count", "8", "--size", "64"]
+    assert bench.main([*args, "--workers", "0", "--batch", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rates = result["images_per_second"]
+    assert set(rates) == {"naive", "project", "ceiling"} and all(v > 0 for v in rates.values())
+    assert abs(result["ratio_project_vs_naive"] - rates["project"] / rates["naive"]) < 0.05

@@ -1,0 +1,93 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from utils import augment, manifests
+from utils.datasets import ClassMap, FolderDataset, ManifestDataset, make_loader
+from utils.images import ImageLoadError
+
+
+def test_class_map_roundtrip(tmp_path):
+    cmap = ClassMap([30, 10, 20, 10])
+    assert len(cmap) == 3 and cmap.index(20) == 1 and cmap.landmark(2) == 30
+    again = ClassMap.load(cmap.save(tmp_path / "class_map.json"))
+    assert again.landmark_ids == [10, 20, 30]
+    with pytest.raises(KeyError, match="landmark 99 is not one of the 3 classes"):
+        cmap.index(99)
+    with pytest.raises(ValueError):
+        ClassMap([])
+
+
+def test_manifest_dataset_items(tiny_root, tiny_manifest):
+    split = manifests.read_manifests(tiny_manifest)
+    cmap = ClassMap.from_manifest(split.train)
+    data = ManifestDataset(split.val, tiny_root, cmap, augment.eval_transform(64, 2), min_side=72)
+    image, label = data[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    assert label == cmap.index(split.val.landmark_id.iloc[0])
+    assert len(data) == len(split.val)
+    from_csv = ManifestDataset(tiny_manifest / "val.csv", tiny_root, cmap)
+    assert from_csv.ids == data.ids and from_csv[0][0].dtype == np.uint8
+
+
+def test_missing_file_names_id_and_path(tiny_root):
+    frame = pd.DataFrame({"id": ["ffff000011112222"], "landmark_id": [1]})
+    with pytest.raises(FileNotFoundError) as info:
+        ManifestDataset(frame, tiny_root, ClassMap([1]))
+    message = str(info.value)
+    assert "ffff000011112222" in message and "train/f/f/f/ffff000011112222.jpg" in message
+
+
+def test_broken_file_names_the_id(tmp_path):
+    path = tmp_path / "train" / "a" / "b" / "c" / "abc.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a jpeg")
+    data = ManifestDataset(
+        pd.DataFrame({"id": ["abc"], "landmark_id": [5]}), tmp_path, ClassMap([5])
+    )
+    with pytest.raises(ImageLoadError, match="image id abc"):
+        data[0]
+
+
+def test_folder_dataset(tiny_root, tmp_path):
+    data = FolderDataset(tiny_root / "non_landmark", label=1, transform=augment.eval_transform(32))
+    assert len(data) == 24 and data[0][1] == 1 and data[0][0].shape == (3, 32, 32)
+    assert len(FolderDataset(data.paths[:3])) == 3
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        FolderDataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        FolderDataset(tmp_path / "empty")
+
+
+def batches(loader, count=2):
+    out = []
+    for images, labels in loader:
+        out.append((images.clone(), labels.clone()))
+        if len(out) == count:
+            break
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_seeded_loader_is_deterministic(tiny_root, tiny_manifest, workers):
+    split = manifests.read_manifests(tiny_manifest)
+    cmap = ClassMap.from_manifest(split.train)
+
+    def run():
+        data = ManifestDataset(split.train, tiny_root, cmap, augment.pipeline2(48), min_side=54)
+        return batches(make_loader(data, batch_size=8, shuffle=True, workers=workers, seed=3))
+
+    first, second = run(), run()
+    for (a, la), (b, lb) in zip(first, second, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    assert first[0][0].shape == (8, 3, 48, 48)
+
+
+def test_loader_settings(tiny_root):
+    data = FolderDataset(tiny_root / "non_landmark", transform=augment.eval_transform(32))
+    loader = make_loader(data, batch_size=4, workers=2, pin_memory=False)
+    assert loader.persistent_workers and loader.num_workers == 2 and not loader.pin_memory
+    assert make_loader(data, workers=0).pin_memory == torch.cuda.is_available()
