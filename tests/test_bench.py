@@ -23,3 +23,10 @@ def test_loader_benchmark_reports_all_three_and_the_ratio(tmp_path, capsys):
     rates = result["images_per_second"]
     assert set(rates) == {"naive", "project", "ceiling"} and all(v > 0 for v in rates.values())
     assert abs(result["ratio_project_vs_naive"] - rates["project"] / rates["naive"]) < 0.05
+
+
+def test_train_benchmark_runs(capsys):
+    assert bench.main(["train", "--models", "mobilenet_v2", "--size", "32", "--batch", "2",
+                       "--steps", "1", "--device", "cpu", "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"][0]["model"] == "mobilenet_v2" and result["rows"][0]["fp32"] > 0

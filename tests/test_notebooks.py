@@ -95,3 +95,46 @@ def test_01_and_02_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
         "identical to" in (tmp_path / "02.ipynb").read_text()
         and ": True" in (tmp_path / "02.ipynb").read_text()
     )
+
+
+def test_resnet_and_effnet_notebooks_differ_only_in_parameters():
+    def code(name):
+        cells = nbformat.read(REPO / "notebooks" / name, as_version=4).cells
+        return [
+            c.source
+            for c in cells
+            if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+        ]
+
+    assert code("03_train_resnet.ipynb") == code("04_train_effnet.ipynb")
+    params = {n: papermill.inspect_notebook(str(REPO / "notebooks" / n)) for n in
+              ("03_train_resnet.ipynb", "04_train_effnet.ipynb")}  # fmt: skip
+    a, b = params.values()
+    differ = {k for k in a if a[k]["default"] != b[k]["default"]}
+    assert differ == {"MODEL", "OUTPUT_DIR"}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["03_train_resnet.ipynb", "04_train_effnet.ipynb"])
+def test_training_notebooks_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest, name):
+    out = tmp_path / "out"
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / name),
+        str(tmp_path / name),
+        parameters={
+            "DATA_ROOT": str(tiny_root),
+            "MANIFEST_DIR": str(tiny_manifest),
+            "OUTPUT_DIR": str(out),
+            "IMAGE_SIZE": 32,
+            "EPOCHS": 1,
+            "WORKERS": 0,
+            "WANDB_MODE": "disabled",
+            "DEVICE": "cpu",
+        },  # fmt: skip
+        progress_bar=False,
+        cwd=str(REPO / "notebooks"),
+    )
+    for artefact in ("best.pt", "last.pt", "metrics.json", "training_curves.png",
+                     "test_metrics.json", "test_predictions.csv"):  # fmt: skip
+        assert (out / artefact).is_file(), artefact

@@ -10,6 +10,11 @@
 - ``ceiling``: reduced-size decode alone, no augmentation: the limit of this loader.
 
 Each is timed over its second epoch (workers started, files in the page cache).
+
+``python -m utils.bench train [--models resnet50,efficientnet-b2] [--size 224] [--batch 32]
+[--steps 10] [--device auto] [--json]``: training images per second of each backbone (forward,
+backward and AdamW step on random batches, after warm-up steps), in fp32 and, on CUDA, with
+AMP (float16) + channels_last, and the ratio between them.
 """
 
 from __future__ import annotations
@@ -127,6 +132,72 @@ def _print_loader(result: dict) -> None:
     )
 
 
+def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool) -> float:
+    """Training images/s of ``model`` on random data; ``fast``: AMP + channels_last (CUDA)."""
+    import torch
+
+    memory = torch.channels_last if fast else torch.contiguous_format
+    model = model.to(device, memory_format=memory).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=fast)
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=memory)
+    labels = torch.randint(0, 10, (batch,), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.float16, enabled=fast):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(2):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def bench_train(models: list[str], size: int, batch: int, steps: int, device: str) -> dict:
+    """fp32 (and on CUDA, AMP + channels_last) training throughput of each backbone."""
+    from utils.models import build_model
+    from utils.train import resolve_device
+
+    dev = resolve_device(device)
+    rows = []
+    for name in models:
+        row = {"model": name, "fp32": round(train_step_rate(build_model(name, 10), dev, size,
+                                                            batch, steps, False), 1)}  # fmt: skip
+        if dev.type == "cuda":
+            row["amp_channels_last"] = round(
+                train_step_rate(build_model(name, 10), dev, size, batch, steps, True), 1
+            )
+            row["ratio"] = round(row["amp_channels_last"] / row["fp32"], 2)
+        rows.append(row)
+    import torch
+
+    card = (
+        torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    )
+    return {"device": card, "size": size, "batch": batch, "steps": steps, "rows": rows}
+
+
+def _print_train(result: dict) -> None:
+    print(
+        f"training throughput on {result['device']}: {result['size']} px, batch "
+        f"{result['batch']}, {result['steps']} timed steps (images/s)"
+    )
+    for row in result["rows"]:
+        extra = (f", AMP + channels_last {row['amp_channels_last']:.1f} ({row['ratio']:.2f}x)"
+                 if "ratio" in row else "")  # fmt: skip
+        print(f"  {row['model']:<16} fp32 {row['fp32']:.1f}{extra}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
@@ -140,12 +211,25 @@ def main(argv: list[str] | None = None) -> int:
     loader.add_argument("--workers", type=int, default=2)
     loader.add_argument("--batch", type=int, default=32)
     loader.add_argument("--json", action="store_true", help="print JSON only")
+    trainer = sub.add_parser("train", help="training throughput of each backbone")
+    trainer.add_argument("--models", default="resnet50,efficientnet-b2")
+    trainer.add_argument("--size", type=int, default=224)
+    trainer.add_argument("--batch", type=int, default=32)
+    trainer.add_argument("--steps", type=int, default=10)
+    trainer.add_argument("--device", default="auto")
+    trainer.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
-    result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)
+    if args.command == "loader":
+        result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)
+        show = _print_loader
+    else:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        result = bench_train(models, args.size, args.batch, args.steps, args.device)
+        show = _print_train
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _print_loader(result)
+        show(result)
     return 0
 
 

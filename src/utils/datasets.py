@@ -185,11 +185,13 @@ def make_loader(
     pin_memory: bool | None = None,
     drop_last: bool = False,
     collate_fn: Callable | None = None,
+    sampler: torch.utils.data.Sampler | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` with seeded (and, when ``workers > 0``, persistent) workers.
 
     ``pin_memory`` defaults to whether CUDA is available. With ``workers == 0`` the dataset's
-    transform is seeded here instead of in the workers.
+    transform is seeded here instead of in the workers. A ``sampler`` (e.g. DDP's) replaces
+    ``shuffle``.
     """
     generator = torch.Generator().manual_seed(seed)
     if workers == 0 and hasattr(getattr(dataset, "transform", None), "set_random_seed"):
@@ -197,7 +199,8 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,

@@ -88,3 +88,23 @@ def augmentation_grid(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def training_curves(history: Sequence[dict]) -> Figure:
+    """Loss, accuracy and validation GAP per epoch from `utils.train`'s history."""
+    frame = pd.DataFrame(history)
+    if frame.empty:
+        raise ValueError("training_curves needs at least one epoch of history")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    panels = (
+        ("loss", ["train_loss", "val_loss"]),
+        ("accuracy", ["train_accuracy", "val_accuracy"]),
+        ("GAP", ["val_gap"]),
+    )
+    for ax, (title, columns) in zip(axes, panels, strict=True):
+        for column in columns:
+            ax.plot(frame["epoch"], frame[column], marker="o", label=column)
+        ax.set(xlabel="epoch", title=title)
+        ax.legend()
+    fig.tight_layout()
+    return fig

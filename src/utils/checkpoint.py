@@ -1,0 +1,65 @@
+"""Checkpoints written atomically and read with ``weights_only=True``.
+
+A training checkpoint is a dict of tensors and plain containers: ``model``, ``optimizer``,
+``scheduler``, ``scaler`` state dicts, ``epoch`` (epochs completed), ``best_gap``,
+``history``, ``config``, ``class_ids`` and ``rng`` (torch CPU/CUDA, numpy and python states).
+`save_atomic` writes to a temporary file beside the target and renames it, so a run killed
+mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.models.weights import WeightsError
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """A checkpoint dict, loaded on the CPU with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
+        raise WeightsError(f"{path}: not a checkpoint that loads with weights_only=True: "
+                           f"{str(err).splitlines()[0]}") from err  # fmt: skip
+
+
+def rng_state() -> dict:
+    """Every random state a resumed run needs, as tensors and plain containers."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,13 @@
+"""Models: the backbone factory and local-only pretrained weights."""
+
+from utils.models.backbones import LandmarkClassifier, build_model, canonical_name
+from utils.models.weights import WeightsError, find_weights, load_state_dict_file
+
+__all__ = [
+    "LandmarkClassifier",
+    "WeightsError",
+    "build_model",
+    "canonical_name",
+    "find_weights",
+    "load_state_dict_file",
+]

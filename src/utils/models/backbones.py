@@ -1,0 +1,157 @@
+"""One factory over the card's backbones.
+
+Torchvision ResNet-50 and MobileNetV2, and efficientnet-pytorch EfficientNet-B2.
+`build_model(name, num_classes)` returns a `LandmarkClassifier`:
+``x (B, 3, H, W) -> features (B, D) -> head -> logits (B, num_classes)``, with ``D`` read
+from the network (2048 for ResNet-50, 1408 for EfficientNet-B2, 1280 for MobileNetV2).
+Heads: the report's ResNet head ``Linear(D, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``;
+EfficientNet's and MobileNet's own classifier (dropout + linear) re-made for ``n`` classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from efficientnet_pytorch import EfficientNet
+from torch import nn
+from torchvision import models as tv
+
+from utils.models.weights import WeightsError, find_weights, load_state_dict_file
+
+ALIASES = {"efficientnet_b2": "efficientnet-b2", "mobilenetv2": "mobilenet_v2"}
+
+
+class _ResNetBody(nn.Module):
+    """ResNet-50 up to global average pooling: ``(B, 3, H, W) -> (B, 2048)``."""
+
+    def __init__(self, net: tv.ResNet):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1, net.layer2, net.layer3, net.layer4,
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class _EfficientNetBody(nn.Module):
+    """EfficientNet up to global average pooling: ``(B, 3, H, W) -> (B, 1408)`` for B2."""
+
+    def __init__(self, net: EfficientNet):
+        super().__init__()
+        net._fc = nn.Identity()  # the ImageNet classifier is not used (and DDP rejects unused)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.net.extract_features(x), 1), 1)
+
+
+class _MobileNetBody(nn.Module):
+    """MobileNetV2 up to global average pooling: ``(B, 3, H, W) -> (B, 1280)``."""
+
+    def __init__(self, net: tv.MobileNetV2):
+        super().__init__()
+        self.features = net.features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+class LandmarkClassifier(nn.Module):
+    """A backbone with a classification head; see the module docstring."""
+
+    def __init__(self, name: str, body: nn.Module, head: nn.Module, feature_dim: int):
+        super().__init__()
+        self.name, self.body, self.head, self.feature_dim = name, body, head, feature_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, D)``, not normalised."""
+        return self.body(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised pooled features ``(B, D)`` for retrieval (cosine = dot product)."""
+        return F.normalize(self.features(x), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)``."""
+        return self.head(self.features(x))
+
+
+def report_resnet_head(in_features: int, num_classes: int, hidden: int = 512) -> nn.Sequential:
+    """The report's head: ``Linear(in, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``."""
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(hidden, num_classes),
+    )  # fmt: skip
+
+
+def _resnet50(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    net = tv.resnet50(weights=None)
+    width = net.fc.in_features
+    return net, report_resnet_head(width, num_classes), width
+
+
+def _efficientnet_b2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    net = EfficientNet.from_name("efficientnet-b2")
+    width = net._fc.in_features
+    head = nn.Sequential(nn.Dropout(net._global_params.dropout_rate), nn.Linear(width, num_classes))
+    return net, head, width
+
+
+def _mobilenet_v2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    net = tv.mobilenet_v2(weights=None)
+    width = net.classifier[-1].in_features
+    head = nn.Sequential(nn.Dropout(0.2), nn.Linear(width, num_classes))
+    return net, head, width
+
+
+# name -> (network with its ImageNet classifier and head for n classes, pooled-feature body)
+BUILDERS: dict[str, tuple[Callable[[int], tuple[nn.Module, nn.Module, int]], type]] = {
+    "resnet50": (_resnet50, _ResNetBody),
+    "efficientnet-b2": (_efficientnet_b2, _EfficientNetBody),
+    "mobilenet_v2": (_mobilenet_v2, _MobileNetBody),
+}
+
+
+def canonical_name(name: str) -> str:
+    """``efficientnet_b2`` -> ``efficientnet-b2``; ValueError for an unknown backbone."""
+    name = ALIASES.get(name.lower(), name.lower())
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
+    return name
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    pretrained_path: str | None = None,
+) -> LandmarkClassifier:
+    """Build a classifier; ImageNet weights load from a local file only.
+
+    Args:
+        name: ``resnet50``, ``efficientnet-b2`` or ``mobilenet_v2``.
+        num_classes: output classes of the head.
+        pretrained: load ImageNet weights found by `utils.models.weights.find_weights`.
+        pretrained_path: load this file (implies ``pretrained``).
+
+    Raises:
+        WeightsError: the weights file is missing (naming where it was looked for), is not a
+            ``weights_only`` state dict, or does not fit the network.
+    """
+    name = canonical_name(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    make, body_type = BUILDERS[name]
+    net, head, width = make(num_classes)
+    if pretrained or pretrained_path:
+        path = find_weights(name, pretrained_path)
+        try:
+            net.load_state_dict(load_state_dict_file(path))
+        except RuntimeError as err:
+            raise WeightsError(f"{path}: does not fit {name}: {str(err).splitlines()[0]}") from err
+    return LandmarkClassifier(name, body_type(net), head, width)

@@ -1,0 +1,80 @@
+"""Pretrained weights from local files only (a Kaggle dataset, or the torch hub cache).
+
+Nothing is downloaded. `find_weights` looks for the standard file names of each backbone in
+the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and under ``/kaggle/input/*/`` (a
+Kaggle dataset of weights); `load_state_dict_file` reads a file with
+``torch.load(map_location="cpu", weights_only=True)``, which refuses pickled objects that are
+not tensors.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+# Standard file names: torchvision's IMAGENET1K_V1/V2 and lukemelas/EfficientNet-PyTorch's.
+KNOWN_FILES = {
+    "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
+    "mobilenet_v2": ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"),
+    "efficientnet-b2": ("efficientnet-b2-8bb594d6.pth", "adv-efficientnet-b2-6e9d97e5.pth"),
+}
+KAGGLE_INPUT = Path("/kaggle/input")
+
+
+class WeightsError(RuntimeError):
+    """Weights that are missing, unreadable or do not fit the model; the message says which."""
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for weight files: the torch hub cache, then Kaggle datasets."""
+    dirs = [Path(torch.hub.get_dir()) / "checkpoints"]
+    if KAGGLE_INPUT.is_dir():
+        dirs += sorted(p for p in KAGGLE_INPUT.glob("*") if p.is_dir())
+    return dirs
+
+
+def find_weights(name: str, path: str | Path | None = None) -> Path:
+    """The weight file for backbone ``name``: ``path`` if given, else a known file name.
+
+    Raises:
+        WeightsError: naming the file(s) and every place looked in.
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"pretrained weights for {name} not found: {path}")
+        return path
+    names = KNOWN_FILES.get(name, ())
+    for folder in search_dirs():
+        for filename in names:
+            if (folder / filename).is_file():
+                return folder / filename
+    looked = ", ".join(str(d) for d in search_dirs())
+    raise WeightsError(
+        f"pretrained weights for {name} not found: looked for {' or '.join(names) or 'a file'} "
+        f"in {looked}; pass pretrained_path=FILE or copy the file there (nothing is downloaded)"
+    )
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path`` (plain, or under a ``model``/``state_dict`` key)."""
+    path = Path(path)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise WeightsError(f"{path}: weights file not found") from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise WeightsError(
+            f"{path}: not a weights file that loads with weights_only=True "
+            f"(tensors and plain containers only): {str(err).splitlines()[0]}"
+        ) from err
+    for key in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise WeightsError(f"{path}: expected a state dict of tensors, got {type(loaded).__name__}")
+    return loaded

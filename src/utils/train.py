@@ -1,0 +1,362 @@
+"""Train and evaluate a landmark classifier: resumable, tracked, single process or DDP.
+
+``python -m utils.train --data-root DIR --manifest-dir DIR --output-dir DIR [--model resnet50]
+[--epochs 3] ...`` (every `TrainConfig` field is a flag), or with several GPUs / machines:
+``torchrun --nproc_per_node=2 -m utils.train ...`` (same flags; rank 0 validates, logs and
+writes checkpoints).
+
+Recipe (the report's): AdamW (lr 1e-4), cross-entropy, batch 32, cosine schedule over the
+epochs; AMP (float16) and channels_last on CUDA. After each epoch: validation accuracy and
+GAP, ``last.pt`` every epoch and ``best.pt`` at every GAP improvement (both atomic), and
+``metrics.json``/``metrics.csv``. ``resume`` continues from ``last.pt`` with the epoch,
+optimiser, scaler, scheduler and random states. Every epoch draws its data order and
+augmentations from ``(seed, epoch)``, so an interrupted and resumed run ends where an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from utils import checkpoint
+from utils.augment import decode_side, eval_transform, train_transform
+from utils.datasets import ClassMap, ManifestDataset, make_loader
+from utils.manifests import read_manifests
+from utils.metrics import accuracy, gap
+from utils.models import build_model
+from utils.tracking import WANDB_MODES, MetricsLog, start_wandb
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` beside the checkpoints."""
+
+    data_root: str
+    manifest_dir: str
+    output_dir: str
+    model: str = "resnet50"
+    pretrained: bool = False  # ImageNet weights from a local file (the report: False for ResNet)
+    pretrained_path: str = ""
+    pipeline: int = 2  # augmentation pipeline 1 or 2
+    image_size: int = 224
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"  # cosine | none
+    max_images: int = 0  # cap on the images of each split (0: all)
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # float16 autocast + GradScaler, on CUDA only
+    channels_last: bool = True  # on CUDA only
+    wandb_mode: str = "offline"  # offline | online | disabled
+    wandb_project: str = "landmark-recognition"
+    resume: bool = False  # continue from OUTPUT/last.pt when it exists
+    stop_after: int = 0  # end this session after N epochs (0: run to `epochs`); resume later
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [
+            (self.pipeline in (1, 2), f"pipeline must be 1 or 2, not {self.pipeline}"),
+            (self.image_size >= 16, f"image_size must be >= 16, not {self.image_size}"),
+            (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (
+                self.scheduler in ("cosine", "none"),
+                f"scheduler: cosine or none, not {self.scheduler}",
+            ),
+            (self.wandb_mode in WANDB_MODES, f"wandb_mode: one of {WANDB_MODES}"),
+            (self.max_images >= 0 and self.workers >= 0, "max_images and workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class TrainResult:
+    """What `train` leaves behind."""
+
+    output_dir: Path
+    history: list[dict]
+    best_gap: float
+    best_epoch: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def _distributed() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment (1 process: 0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
+    """At most ``max_images`` rows (a seeded sample), or all when ``max_images`` is 0."""
+    if max_images <= 0 or len(frame) <= max_images:
+        return frame
+    return frame.sample(n=max_images, random_state=seed).sort_index()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
+            progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """Class predictions, softmax confidences, labels and per-image losses over a loader."""
+    model.eval()
+    out: dict[str, list] = {"predicted": [], "confidence": [], "label": [], "loss": []}
+    for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        images, labels = images.to(device, non_blocking=True), labels.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images).float()
+        probs = logits.softmax(dim=1)
+        confidence, predicted = probs.max(dim=1)
+        out["loss"].append(nn.functional.cross_entropy(logits, labels, reduction="none").cpu())
+        out["predicted"].append(predicted.cpu())
+        out["confidence"].append(confidence.cpu())
+        out["label"].append(labels.cpu())
+    return {k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in out.items()}
+
+
+def summarize(pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracy, GAP and mean loss of `predict`'s output (every image shows a landmark)."""
+    return {
+        "accuracy": accuracy(pred["predicted"], pred["label"]),
+        "gap": gap(pred["predicted"], pred["confidence"], pred["label"]),
+        "loss": float(pred["loss"].mean()) if pred["loss"].size else float("nan"),
+    }
+
+
+def _datasets(cfg: TrainConfig, class_map: ClassMap, manifests, rank: int):
+    train_tf = train_transform(cfg.image_size, cfg.pipeline, seed=cfg.seed)
+    eval_tf = eval_transform(cfg.image_size, cfg.pipeline)
+    side = decode_side(cfg.image_size, cfg.pipeline)
+    eval_side = decode_side(cfg.image_size, cfg.pipeline, train=False)
+    train = ManifestDataset(cap(manifests.train, cfg.max_images, cfg.seed), cfg.data_root,
+                            class_map, train_tf, min_side=side)  # fmt: skip
+    val = ManifestDataset(cap(manifests.val, cfg.max_images, cfg.seed), cfg.data_root, class_map,
+                          eval_tf, min_side=eval_side)  # fmt: skip
+    return train, val
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Run (or resume) a training; see the module docstring."""
+    rank, world, local_rank = _distributed()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    use_amp = cfg.amp and device.type == "cuda"
+    memory = torch.channels_last if cfg.channels_last and device.type == "cuda" else None
+    out = Path(cfg.output_dir)
+    lead = rank == 0
+    torch.manual_seed(cfg.seed)
+
+    manifests = read_manifests(cfg.manifest_dir)
+    class_map = ClassMap.from_manifest(manifests.train)
+    train_set, val_set = _datasets(cfg, class_map, manifests, rank)
+    model = build_model(cfg.model, len(class_map), cfg.pretrained, cfg.pretrained_path or None)
+    model = model.to(device, memory_format=memory) if memory else model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = _scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    config = dataclasses.asdict(cfg)
+    start, best_gap, best_epoch, history = 0, -1.0, 0, []
+
+    last = out / "last.pt"
+    if cfg.resume and last.is_file():
+        state = checkpoint.load(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        start, best_gap, best_epoch = state["epoch"], state["best_gap"], state["best_epoch"]
+        history = list(state["history"])
+        if lead:
+            print(f"resuming from {last}: {start} of {cfg.epochs} epochs done")
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        class_map.save(out / "class_map.json")
+    log = MetricsLog(out, config, history)
+    run = start_wandb(cfg.wandb_mode, cfg.wandb_project, out, config, out.name) if lead else None
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model  # fmt: skip
+    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed) \
+        if world > 1 else None  # fmt: skip
+    val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
+    end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
+    loss_fn = nn.CrossEntropyLoss()
+
+    for epoch in range(start, end):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        seed = cfg.seed * 1000 + epoch + 100_000 * rank
+        per_rank = len(sampler) if sampler is not None else len(train_set)
+        loader = make_loader(
+            train_set,
+            cfg.batch_size,
+            shuffle=sampler is None,
+            workers=cfg.workers,
+            seed=seed,
+            sampler=sampler,
+            drop_last=per_rank % cfg.batch_size == 1,
+        )  # no batch of 1 for BN
+        net.train()
+        tic, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and lead))
+        for images, labels in bar:
+            images = images.to(
+                device, non_blocking=True, memory_format=memory or torch.preserve_format
+            )
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = net(images)
+                loss = loss_fn(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            hits += int((logits.argmax(1) == labels).sum())
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{hits / seen:.3f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        seconds = time.perf_counter() - tic
+        if world > 1:
+            dist.barrier()
+        if not lead:
+            continue
+        val = summarize(predict(model, val_loader, device, use_amp, progress))
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+               "train_accuracy": hits / max(seen, 1), "val_loss": val["loss"],
+               "val_accuracy": val["accuracy"], "val_gap": val["gap"],
+               "lr": lr, "seconds": round(seconds, 2),
+               "train_images_per_second": round(seen * world / seconds, 1)}  # fmt: skip
+        improved = val["gap"] > best_gap
+        if improved:
+            best_gap, best_epoch = val["gap"], epoch + 1
+        log.append(row)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                 "epoch": epoch + 1, "best_gap": best_gap, "best_epoch": best_epoch,
+                 "history": log.history, "config": config, "class_ids": class_map.landmark_ids,
+                 "rng": checkpoint.rng_state()}  # fmt: skip
+        if improved:
+            checkpoint.save_atomic(state, out / "best.pt")
+        checkpoint.save_atomic(state, last)
+        if run is not None:
+            run.log(row, step=epoch + 1)
+        print(f"epoch {epoch + 1}: val accuracy {val['accuracy']:.4f}, GAP {val['gap']:.4f}"
+              f"{' (best)' if improved else ''}", flush=True)  # fmt: skip
+    if lead:
+        log.extra = {"best_gap": best_gap, "best_epoch": best_epoch}
+        log.write()
+    if run is not None:
+        run.summary.update({"best_gap": best_gap, "best_epoch": best_epoch})
+        run.finish()
+    if world > 1:
+        dist.barrier()
+    return TrainResult(out, log.history, best_gap, best_epoch)
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu"):
+    """``(model, class_map, config)`` from ``best.pt``/``last.pt``; the model in eval mode."""
+    state = checkpoint.load(path)
+    config = state["config"]
+    class_map = ClassMap(state["class_ids"])
+    model = build_model(config["model"], len(class_map))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), class_map, config
+
+
+def evaluate(path: str | Path, split: str = "test", device: str = "auto", workers: int = 2,
+             batch_size: int = 64, progress: bool = True) -> tuple[dict, pd.DataFrame]:  # fmt: skip
+    """Metrics and per-image predictions of a checkpoint on a manifest split."""
+    dev = resolve_device(device)
+    model, class_map, config = load_trained(path, dev)
+    frame = read_manifests(config["manifest_dir"]).split(split)
+    frame = cap(frame, config["max_images"], config["seed"])
+    size, pipeline = config["image_size"], config["pipeline"]
+    data = ManifestDataset(frame, config["data_root"], class_map, eval_transform(size, pipeline),
+                           min_side=decode_side(size, pipeline, train=False))  # fmt: skip
+    pred = predict(model, make_loader(data, batch_size, workers=workers), dev,
+                   config["amp"] and dev.type == "cuda", progress)  # fmt: skip
+    table = pd.DataFrame({
+        "id": data.ids,
+        "landmark_id": [class_map.landmark(i) for i in pred["label"]],
+        "predicted": [class_map.landmark(i) for i in pred["predicted"]],
+        "confidence": pred["confidence"],
+    })  # fmt: skip
+    return {"split": split, "images": len(table), **summarize(pred)}, table
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.train", description=__doc__.split("\n")[0]
+    )
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        elif field.default is dataclasses.MISSING:
+            parser.add_argument(flag, required=True)
+        else:
+            kind = {"int": int, "float": float}.get(str(field.type), str)
+            parser.add_argument(flag, type=kind, default=field.default)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (also under torchrun)."""
+    args = vars(_parser().parse_args(argv))
+    try:
+        cfg = TrainConfig(**args)
+        result = train(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if _distributed()[0] == 0:
+        print(f"best val GAP {result.best_gap:.4f} at epoch {result.best_epoch}; "
+              f"checkpoints in {result.output_dir}")  # fmt: skip
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+import pickle
+
+import pytest
+import torch
+from torchvision import models as tv
+
+from utils.models import WeightsError, build_model, find_weights, load_state_dict_file
+from utils.models import weights as weights_module
+
+
+@pytest.mark.parametrize(("name", "width"), [("resnet50", 2048), ("efficientnet-b2", 1408),
+                                             ("mobilenet_v2", 1280)])  # fmt: skip
+def test_shapes_and_widths(name, width):
+    model = build_model(name, num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert model(x).shape == (2, 5)
+        emb = model.embed(x)
+    assert model.feature_dim == width and emb.shape == (2, width)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
+
+
+def test_report_resnet_head():
+    head = build_model("resnet50", 9).head
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert (head[0].in_features, head[0].out_features, head[2].p, head[3].out_features) == (
+        2048, 512, 0.5, 9,
+    )  # fmt: skip
+
+
+def test_every_parameter_is_used():
+    """DDP needs every parameter to take part in the loss."""
+    model = build_model("efficientnet-b2", 3)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_names():
+    assert build_model("EfficientNet_B2", 2).name == "efficientnet-b2"
+    with pytest.raises(ValueError, match="unknown model 'vgg16'"):
+        build_model("vgg16", 2)
+
+
+def test_pretrained_loads_from_a_local_file(tmp_path):
+    reference = tv.mobilenet_v2(weights=None)
+    path = tmp_path / "mnv2.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("mobilenet_v2", 4, pretrained_path=str(path))
+    torch.testing.assert_close(model.body.features[0][0].weight, reference.features[0][0].weight)
+    torch.save({"model": reference.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    assert len(load_state_dict_file(tmp_path / "ckpt.pt")) == len(reference.state_dict())
+
+
+def test_pretrained_found_in_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(tv.mobilenet_v2(weights=None).state_dict(),
+               tmp_path / "checkpoints" / "mobilenet_v2-b0353104.pth")  # fmt: skip
+    assert find_weights("mobilenet_v2").name == "mobilenet_v2-b0353104.pth"
+    build_model("mobilenet_v2", 3, pretrained=True)
+
+
+def test_missing_weights_name_the_file_and_places(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(weights_module, "KAGGLE_INPUT", tmp_path / "no-kaggle")
+    with pytest.raises(WeightsError) as info:
+        build_model("resnet50", 3, pretrained=True)
+    message = str(info.value)
+    assert "resnet50-0676ba61.pth" in message and str(tmp_path / "checkpoints") in message
+    with pytest.raises(WeightsError, match="not found: .*nope.pth"):
+        build_model("resnet50", 3, pretrained_path=str(tmp_path / "nope.pth"))
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_loading_refuses_a_pickled_object(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        pickle.dump({"weight": Payload()}, handle)
+    with pytest.raises(WeightsError, match="weights_only"):
+        load_state_dict_file(path)
+    torch.save({"weight": [1, 2, 3]}, tmp_path / "list.pth")
+    with pytest.raises(WeightsError, match="state dict of tensors"):
+        load_state_dict_file(tmp_path / "list.pth")
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    torch.save(tv.mobilenet_v2(weights=None).state_dict(), tmp_path / "mnv2.pth")
+    with pytest.raises(WeightsError, match="does not fit resnet50"):
+        build_model("resnet50", 3, pretrained_path=str(tmp_path / "mnv2.pth"))
