@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,3 +42,26 @@ def save(image: Image.Image, path: Path, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, **kwargs)
     return path
+
+
+def textured(seed: int, size=(480, 640)) -> np.ndarray:
+    """A photo-like texture: blobs and lines at many scales (rich in SIFT keypoints)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((*size, 3), 128, np.uint8)
+    for _ in range(300):
+        centre = (int(rng.integers(0, size[1])), int(rng.integers(0, size[0])))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, int(rng.integers(3, 30)), colour, -1)
+        else:
+            end = (int(rng.integers(0, size[1])), int(rng.integers(0, size[0])))
+            cv2.line(image, centre, end, colour, int(rng.integers(1, 4)))
+    return image
+
+
+def warp(image: np.ndarray, seed: int = 0) -> np.ndarray:
+    h, w = image.shape[:2]
+    rng = np.random.default_rng(seed)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = (src + rng.uniform(-0.08, 0.08, (4, 2)) * [w, h]).astype(np.float32)
+    return cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h))

@@ -26,7 +26,24 @@ def test_loader_benchmark_reports_all_three_and_the_ratio(tmp_path, capsys):
 
 
 def test_train_benchmark_runs(capsys):
-    assert bench.main(["train", "--models", "mobilenet_v2", "--size", "32", "--batch", "2",
-                       "--steps", "1", "--device", "cpu", "--json"]) == 0  # fmt: skip
+    assert (
+        bench.main(
+            [
+                "train",
+                "--models",
+                "mobilenet_v2",
+                "--size",
+                "32",
+                "--batch",
+                "2",
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["rows"][0]["model"] == "mobilenet_v2" and result["rows"][0]["fp32"] > 0

@@ -8,8 +8,9 @@ from utils.models import WeightsError, build_model, find_weights, load_state_dic
 from utils.models import weights as weights_module
 
 
-@pytest.mark.parametrize(("name", "width"), [("resnet50", 2048), ("efficientnet-b2", 1408),
-                                             ("mobilenet_v2", 1280)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "width"), [("resnet50", 2048), ("efficientnet-b2", 1408), ("mobilenet_v2", 1280)]
+)
 def test_shapes_and_widths(name, width):
     model = build_model(name, num_classes=5).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -25,8 +26,11 @@ def test_report_resnet_head():
     kinds = [type(m).__name__ for m in head]
     assert kinds == ["Linear", "ReLU", "Dropout", "Linear"]
     assert (head[0].in_features, head[0].out_features, head[2].p, head[3].out_features) == (
-        2048, 512, 0.5, 9,
-    )  # fmt: skip
+        2048,
+        512,
+        0.5,
+        9,
+    )
 
 
 def test_every_parameter_is_used():
@@ -55,8 +59,10 @@ def test_pretrained_loads_from_a_local_file(tmp_path):
 def test_pretrained_found_in_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    torch.save(tv.mobilenet_v2(weights=None).state_dict(),
-               tmp_path / "checkpoints" / "mobilenet_v2-b0353104.pth")  # fmt: skip
+    torch.save(
+        tv.mobilenet_v2(weights=None).state_dict(),
+        tmp_path / "checkpoints" / "mobilenet_v2-b0353104.pth",
+    )
     assert find_weights("mobilenet_v2").name == "mobilenet_v2-b0353104.pth"
     build_model("mobilenet_v2", 3, pretrained=True)
 

@@ -107,8 +107,10 @@ def test_resnet_and_effnet_notebooks_differ_only_in_parameters():
         ]
 
     assert code("03_train_resnet.ipynb") == code("04_train_effnet.ipynb")
-    params = {n: papermill.inspect_notebook(str(REPO / "notebooks" / n)) for n in
-              ("03_train_resnet.ipynb", "04_train_effnet.ipynb")}  # fmt: skip
+    params = {
+        n: papermill.inspect_notebook(str(REPO / "notebooks" / n))
+        for n in ("03_train_resnet.ipynb", "04_train_effnet.ipynb")
+    }
     a, b = params.values()
     differ = {k for k in a if a[k]["default"] != b[k]["default"]}
     assert differ == {"MODEL", "OUTPUT_DIR"}
@@ -131,10 +133,16 @@ def test_training_notebooks_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_ma
             "WORKERS": 0,
             "WANDB_MODE": "disabled",
             "DEVICE": "cpu",
-        },  # fmt: skip
+        },
         progress_bar=False,
         cwd=str(REPO / "notebooks"),
     )
-    for artefact in ("best.pt", "last.pt", "metrics.json", "training_curves.png",
-                     "test_metrics.json", "test_predictions.csv"):  # fmt: skip
+    for artefact in (
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "training_curves.png",
+        "test_metrics.json",
+        "test_predictions.csv",
+    ):
         assert (out / artefact).is_file(), artefact

@@ -82,8 +82,9 @@ def test_cli_validate(tmp_path, capsys):
 
 
 def test_score_and_metrics_cli(tmp_path, capsys):
-    solution = write(tmp_path / "solution.csv",
-                     "id,landmarks\nq1,0 12\nq2,100 200 300\nq3,1\nq4,\nq5,\n")  # fmt: skip
+    solution = write(
+        tmp_path / "solution.csv", "id,landmarks\nq1,0 12\nq2,100 200 300\nq3,1\nq4,\nq5,\n"
+    )
     sub = write(tmp_path / "sub.csv", "id,landmarks\nq2,0 0.01\nq3,1 10.0\nq4,150 15.0\nq5,\nq1,\n")
     result = submission.score(submission.read_solution(solution), submission.read_submission(sub))
     assert result["gap"] == pytest.approx(1 / 6) and result["accuracy"] == pytest.approx(1 / 3)
@@ -106,8 +107,9 @@ def test_solution_errors(tmp_path):
 def test_mini_dataset_solution_scores_itself(tiny_root, tmp_path):
     solution = submission.read_solution(tiny_root / "test_solution.csv")
     truth = [min(t) if t else None for t in solution["truth"]]
-    path = submission.write_submission(tmp_path / "perfect.csv", solution["id"].tolist(), truth,
-                                       [1.0] * len(truth))  # fmt: skip
+    path = submission.write_submission(
+        tmp_path / "perfect.csv", solution["id"].tolist(), truth, [1.0] * len(truth)
+    )
     assert submission.validate_submission(path, sample=tiny_root / "sample_submission.csv") == []
     result = submission.score(solution, submission.read_submission(path))
     assert result["gap"] == 1.0 and result["accuracy"] == 1.0

@@ -12,10 +12,17 @@ from utils.train import TrainConfig
 
 def config(tiny_root, tiny_manifest, out, **overrides) -> TrainConfig:
     base = dict(
-        data_root=str(tiny_root), manifest_dir=str(tiny_manifest), output_dir=str(out),
-        model="mobilenet_v2", image_size=32, epochs=1, batch_size=16, workers=0,
-        wandb_mode="disabled", seed=3,
-    )  # fmt: skip
+        data_root=str(tiny_root),
+        manifest_dir=str(tiny_manifest),
+        output_dir=str(out),
+        model="mobilenet_v2",
+        image_size=32,
+        epochs=1,
+        batch_size=16,
+        workers=0,
+        wandb_mode="disabled",
+        seed=3,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -25,8 +32,14 @@ def test_one_epoch_on_cpu_writes_checkpoints_and_metrics(tiny_root, tiny_manifes
     result = train.train(
         config(tiny_root, tiny_manifest, out, wandb_mode="offline"), progress=False
     )
-    for name in ("best.pt", "last.pt", "metrics.json", "metrics.csv", "config.json",
-                 "class_map.json"):  # fmt: skip
+    for name in (
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "metrics.csv",
+        "config.json",
+        "class_map.json",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 1 and metrics["best_epoch"] == 1
@@ -45,14 +58,16 @@ def test_one_epoch_on_cpu_writes_checkpoints_and_metrics(tiny_root, tiny_manifes
 
 
 @pytest.mark.slow
-def test_interrupt_and_resume_ends_where_an_uninterrupted_run_does(tiny_root, tiny_manifest,
-                                                                   tmp_path):  # fmt: skip
+def test_interrupt_and_resume_ends_where_an_uninterrupted_run_does(
+    tiny_root, tiny_manifest, tmp_path
+):
     full = train.train(config(tiny_root, tiny_manifest, tmp_path / "full", epochs=2), False)
     first = config(tiny_root, tiny_manifest, tmp_path / "cut", epochs=2, stop_after=1)
     assert len(train.train(first, False).history) == 1
     assert checkpoint.load(tmp_path / "cut" / "last.pt")["epoch"] == 1
-    resumed = train.train(config(tiny_root, tiny_manifest, tmp_path / "cut", epochs=2,
-                                 resume=True), False)  # fmt: skip
+    resumed = train.train(
+        config(tiny_root, tiny_manifest, tmp_path / "cut", epochs=2, resume=True), False
+    )
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     a = checkpoint.load(tmp_path / "full" / "last.pt")
     b = checkpoint.load(tmp_path / "cut" / "last.pt")
@@ -79,9 +94,17 @@ def test_cuda_asked_for_without_cuda():
 
 def test_cli_reports_bad_input(tmp_path, capsys):
     code = train.main(
-        ["--data-root", str(tmp_path), "--manifest-dir", str(tmp_path / "none"),
-         "--output-dir", str(tmp_path / "o"), "--wandb-mode", "disabled"]
-    )  # fmt: skip
+        [
+            "--data-root",
+            str(tmp_path),
+            "--manifest-dir",
+            str(tmp_path / "none"),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--wandb-mode",
+            "disabled",
+        ]
+    )
     assert code == 2 and "train.csv: file not found" in capsys.readouterr().err
 
 
@@ -89,12 +112,34 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_ddp_with_two_cpu_processes(tiny_root, tiny_manifest, tmp_path):
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-        "-m", "utils.train", "--data-root", str(tiny_root), "--manifest-dir", str(tiny_manifest),
-        "--output-dir", str(out), "--model", "mobilenet_v2", "--image-size", "32",
-        "--epochs", "1", "--batch-size", "8", "--workers", "0", "--wandb-mode", "disabled",
-        "--device", "cpu",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "utils.train",
+        "--data-root",
+        str(tiny_root),
+        "--manifest-dir",
+        str(tiny_manifest),
+        "--output-dir",
+        str(out),
+        "--model",
+        "mobilenet_v2",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--wandb-mode",
+        "disabled",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

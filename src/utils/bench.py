@@ -103,8 +103,10 @@ def bench_loader(folder: Path, count: int, size: int, workers: int, batch: int) 
     ceiling = make_loader(
         plain, batch_size=batch, workers=workers, pin_memory=False, collate_fn=_count_collate
     )
-    rates = {name: images_per_second(loader) for name, loader in
-             (("naive", naive), ("project", project), ("ceiling", ceiling))}  # fmt: skip
+    rates = {
+        name: images_per_second(loader)
+        for name, loader in (("naive", naive), ("project", project), ("ceiling", ceiling))
+    }
     return {
         "images": len(paths),
         "size": size,
@@ -122,9 +124,11 @@ def _print_loader(result: dict) -> None:
         f"loader benchmark: {result['images']} JPEGs (800x600 to 1600x1200), pipeline 2 at "
         f"{result['size']} px, {result['workers']} workers, {result['cpu_count']} CPUs"
     )
-    for name, label in (("naive", "naive (full decode + pipeline 2)"),
-                        ("project", "project loader (reduced decode + pipeline 2)"),
-                        ("ceiling", "ceiling (reduced decode, no augmentation)")):  # fmt: skip
+    for name, label in (
+        ("naive", "naive (full decode + pipeline 2)"),
+        ("project", "project loader (reduced decode + pipeline 2)"),
+        ("ceiling", "ceiling (reduced decode, no augmentation)"),
+    ):
         print(f"  {label:<48} {rates[name]:8.1f} img/s")
     print(
         f"  ratio project / naive: {result['ratio_project_vs_naive']:.2f}x; "
@@ -171,8 +175,12 @@ def bench_train(models: list[str], size: int, batch: int, steps: int, device: st
     dev = resolve_device(device)
     rows = []
     for name in models:
-        row = {"model": name, "fp32": round(train_step_rate(build_model(name, 10), dev, size,
-                                                            batch, steps, False), 1)}  # fmt: skip
+        row = {
+            "model": name,
+            "fp32": round(
+                train_step_rate(build_model(name, 10), dev, size, batch, steps, False), 1
+            ),
+        }
         if dev.type == "cuda":
             row["amp_channels_last"] = round(
                 train_step_rate(build_model(name, 10), dev, size, batch, steps, True), 1
@@ -193,8 +201,11 @@ def _print_train(result: dict) -> None:
         f"{result['batch']}, {result['steps']} timed steps (images/s)"
     )
     for row in result["rows"]:
-        extra = (f", AMP + channels_last {row['amp_channels_last']:.1f} ({row['ratio']:.2f}x)"
-                 if "ratio" in row else "")  # fmt: skip
+        extra = (
+            f", AMP + channels_last {row['amp_channels_last']:.1f} ({row['ratio']:.2f}x)"
+            if "ratio" in row
+            else ""
+        )
         print(f"  {row['model']:<16} fp32 {row['fp32']:.1f}{extra}")
 
 

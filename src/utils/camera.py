@@ -22,8 +22,12 @@ _SKY = {  # (zenith RGB, horizon RGB)
     "overcast": ((150, 155, 160), (200, 200, 205)),
     "night": ((10, 14, 40), (45, 50, 90)),
 }
-_TINT = {"day": (1.0, 1.0, 1.0), "golden": (1.15, 0.95, 0.75), "overcast": (0.85, 0.87, 0.9),
-         "night": (0.32, 0.34, 0.45)}  # fmt: skip
+_TINT = {
+    "day": (1.0, 1.0, 1.0),
+    "golden": (1.15, 0.95, 0.75),
+    "overcast": (0.85, 0.87, 0.9),
+    "night": (0.32, 0.34, 0.45),
+}
 
 
 def photo_size(rng: np.random.Generator, long_side: tuple[int, int]) -> tuple[int, int]:

@@ -37,8 +37,10 @@ def load(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
-        raise WeightsError(f"{path}: not a checkpoint that loads with weights_only=True: "
-                           f"{str(err).splitlines()[0]}") from err  # fmt: skip
+        raise WeightsError(
+            f"{path}: not a checkpoint that loads with weights_only=True: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
 
 
 def rng_state() -> dict:

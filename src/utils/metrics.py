@@ -120,6 +120,26 @@ def gap_at_k(predicted: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -
     return float(np.dot(precision, rel) / m)
 
 
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean ``positive`` labels.
+
+    The Mann-Whitney form: the probability that a random positive scores higher than a random
+    negative, ties counting one half (average ranks). NaN when either class is empty.
+
+    >>> auroc(np.array([0.9, 0.8, 0.1]), np.array([True, False, False]))
+    1.0
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m utils.metrics")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -42,11 +42,19 @@ from utils.render import KINDS, SCENES, LandmarkSpec, landmark_layers, non_landm
 
 NOISE_RATE = 0.02
 _TEMPLATES = {
-    "tower": "{} Tower", "dome": "Cathedral of {}", "arch": "{} Gate", "pyramid": "Pyramid of {}",
-    "bridge": "{} Bridge", "pagoda": "{} Pagoda", "temple": "Temple of {}",
-    "lighthouse": "{} Lighthouse", "wheel": "{} Wheel", "statue": "Statue of {}",
-    "castle": "{} Castle", "skyscraper": "{} Trade Center",
-}  # fmt: skip
+    "tower": "{} Tower",
+    "dome": "Cathedral of {}",
+    "arch": "{} Gate",
+    "pyramid": "Pyramid of {}",
+    "bridge": "{} Bridge",
+    "pagoda": "{} Pagoda",
+    "temple": "Temple of {}",
+    "lighthouse": "{} Lighthouse",
+    "wheel": "{} Wheel",
+    "statue": "Statue of {}",
+    "castle": "{} Castle",
+    "skyscraper": "{} Trade Center",
+}
 _ONSETS = ("v", "dr", "k", "m", "t", "br", "s", "l", "n", "qu", "z", "g", "th", "r", "p")
 _VOWELS = ("a", "e", "o", "i", "u", "ae", "ia")
 _CODAS = ("", "n", "r", "l", "s", "m", "th")

@@ -24,9 +24,19 @@ import numpy as np
 
 WORLD = 512
 KINDS = (
-    "tower", "dome", "arch", "pyramid", "bridge", "pagoda",
-    "temple", "lighthouse", "wheel", "statue", "castle", "skyscraper",
-)  # fmt: skip
+    "tower",
+    "dome",
+    "arch",
+    "pyramid",
+    "bridge",
+    "pagoda",
+    "temple",
+    "lighthouse",
+    "wheel",
+    "statue",
+    "castle",
+    "skyscraper",
+)
 SCENES = ("nature", "indoor", "street", "object", "texture", "crowd", "document")
 
 

@@ -84,8 +84,9 @@ def _problems(path: Path, frame: pd.DataFrame, expected: Sequence[str] | None) -
     problems = []
     duplicated = frame.loc[frame["id"].duplicated(), "id"].unique().tolist()
     if duplicated:
-        problems.append(f"{path}: {len(duplicated)} id(s) appear more than once: "
-                        f"{_listed(duplicated)}")  # fmt: skip
+        problems.append(
+            f"{path}: {len(duplicated)} id(s) appear more than once: {_listed(duplicated)}"
+        )
     if expected is not None:
         present, wanted = set(frame["id"]), set(expected)
         missing = [i for i in expected if i not in present]
@@ -142,11 +143,13 @@ def read_submission(path: str | Path) -> pd.DataFrame:
         parse_prediction(v) if v.strip() else (NO_LANDMARK, math.nan) for v in frame.landmarks
     ]
     landmark, confidence = zip(*parsed, strict=True) if parsed else ((), ())
-    return pd.DataFrame({
-        "id": frame["id"].tolist(),
-        "landmark_id": np.asarray(landmark, dtype=np.int64),
-        "confidence": np.asarray(confidence, dtype=np.float64),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": frame["id"].tolist(),
+            "landmark_id": np.asarray(landmark, dtype=np.int64),
+            "confidence": np.asarray(confidence, dtype=np.float64),
+        }
+    )
 
 
 def read_solution(path: str | Path) -> pd.DataFrame:
@@ -157,8 +160,9 @@ def read_solution(path: str | Path) -> pd.DataFrame:
         try:
             truths.append(frozenset(int(token) for token in value.split()))
         except ValueError:
-            raise SubmissionError(f"{path} line {line}: true landmark ids must be integers, "
-                                  f"got {value!r}") from None  # fmt: skip
+            raise SubmissionError(
+                f"{path} line {line}: true landmark ids must be integers, got {value!r}"
+            ) from None
     if frame["id"].duplicated().any():
         raise SubmissionError(f"{path}: ids appear more than once")
     return pd.DataFrame({"id": frame["id"].tolist(), "truth": truths})
@@ -189,7 +193,7 @@ def score(
     return {
         "gap": gap_from_correct(
             correct & has_prediction, confidence, has_prediction, is_landmark, ignore_non_landmarks
-        ),  # fmt: skip
+        ),
         "accuracy": float(correct[is_landmark].mean()) if is_landmark.any() else float("nan"),
         "queries": len(merged),
         "landmark_queries": int(is_landmark.sum()),

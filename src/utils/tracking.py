@@ -60,5 +60,12 @@ def start_wandb(mode: str, project: str, folder: str | Path, config: dict, name:
     id_file = folder / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
-    return wandb.init(project=project, dir=str(folder), mode=mode, config=config, id=run_id,
-                      name=name, resume="allow")  # fmt: skip
+    return wandb.init(
+        project=project,
+        dir=str(folder),
+        mode=mode,
+        config=config,
+        id=run_id,
+        name=name,
+        resume="allow",
+    )

@@ -124,8 +124,13 @@ def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
-            progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp: bool = False,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Class predictions, softmax confidences, labels and per-image losses over a loader."""
     model.eval()
     out: dict[str, list] = {"predicted": [], "confidence": [], "label": [], "loss": []}
@@ -156,10 +161,20 @@ def _datasets(cfg: TrainConfig, class_map: ClassMap, manifests, rank: int):
     eval_tf = eval_transform(cfg.image_size, cfg.pipeline)
     side = decode_side(cfg.image_size, cfg.pipeline)
     eval_side = decode_side(cfg.image_size, cfg.pipeline, train=False)
-    train = ManifestDataset(cap(manifests.train, cfg.max_images, cfg.seed), cfg.data_root,
-                            class_map, train_tf, min_side=side)  # fmt: skip
-    val = ManifestDataset(cap(manifests.val, cfg.max_images, cfg.seed), cfg.data_root, class_map,
-                          eval_tf, min_side=eval_side)  # fmt: skip
+    train = ManifestDataset(
+        cap(manifests.train, cfg.max_images, cfg.seed),
+        cfg.data_root,
+        class_map,
+        train_tf,
+        min_side=side,
+    )
+    val = ManifestDataset(
+        cap(manifests.val, cfg.max_images, cfg.seed),
+        cfg.data_root,
+        class_map,
+        eval_tf,
+        min_side=eval_side,
+    )
     return train, val
 
 
@@ -213,10 +228,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         class_map.save(out / "class_map.json")
     log = MetricsLog(out, config, history)
     run = start_wandb(cfg.wandb_mode, cfg.wandb_project, out, config, out.name) if lead else None
-    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else model  # fmt: skip
-    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed) \
-        if world > 1 else None  # fmt: skip
+    net = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
+    sampler = (
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed)
+        if world > 1
+        else None
+    )
     val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
     end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
     loss_fn = nn.CrossEntropyLoss()
@@ -262,27 +283,44 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if not lead:
             continue
         val = summarize(predict(model, val_loader, device, use_amp, progress))
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-               "train_accuracy": hits / max(seen, 1), "val_loss": val["loss"],
-               "val_accuracy": val["accuracy"], "val_gap": val["gap"],
-               "lr": lr, "seconds": round(seconds, 2),
-               "train_images_per_second": round(seen * world / seconds, 1)}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": hits / max(seen, 1),
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_gap": val["gap"],
+            "lr": lr,
+            "seconds": round(seconds, 2),
+            "train_images_per_second": round(seen * world / seconds, 1),
+        }
         improved = val["gap"] > best_gap
         if improved:
             best_gap, best_epoch = val["gap"], epoch + 1
         log.append(row)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch + 1, "best_gap": best_gap, "best_epoch": best_epoch,
-                 "history": log.history, "config": config, "class_ids": class_map.landmark_ids,
-                 "rng": checkpoint.rng_state()}  # fmt: skip
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch + 1,
+            "best_gap": best_gap,
+            "best_epoch": best_epoch,
+            "history": log.history,
+            "config": config,
+            "class_ids": class_map.landmark_ids,
+            "rng": checkpoint.rng_state(),
+        }
         if improved:
             checkpoint.save_atomic(state, out / "best.pt")
         checkpoint.save_atomic(state, last)
         if run is not None:
             run.log(row, step=epoch + 1)
-        print(f"epoch {epoch + 1}: val accuracy {val['accuracy']:.4f}, GAP {val['gap']:.4f}"
-              f"{' (best)' if improved else ''}", flush=True)  # fmt: skip
+        print(
+            f"epoch {epoch + 1}: val accuracy {val['accuracy']:.4f}, GAP {val['gap']:.4f}"
+            f"{' (best)' if improved else ''}",
+            flush=True,
+        )
     if lead:
         log.extra = {"best_gap": best_gap, "best_epoch": best_epoch}
         log.write()
@@ -304,24 +342,42 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu"):
     return model.to(device).eval(), class_map, config
 
 
-def evaluate(path: str | Path, split: str = "test", device: str = "auto", workers: int = 2,
-             batch_size: int = 64, progress: bool = True) -> tuple[dict, pd.DataFrame]:  # fmt: skip
+def evaluate(
+    path: str | Path,
+    split: str = "test",
+    device: str = "auto",
+    workers: int = 2,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[dict, pd.DataFrame]:
     """Metrics and per-image predictions of a checkpoint on a manifest split."""
     dev = resolve_device(device)
     model, class_map, config = load_trained(path, dev)
     frame = read_manifests(config["manifest_dir"]).split(split)
     frame = cap(frame, config["max_images"], config["seed"])
     size, pipeline = config["image_size"], config["pipeline"]
-    data = ManifestDataset(frame, config["data_root"], class_map, eval_transform(size, pipeline),
-                           min_side=decode_side(size, pipeline, train=False))  # fmt: skip
-    pred = predict(model, make_loader(data, batch_size, workers=workers), dev,
-                   config["amp"] and dev.type == "cuda", progress)  # fmt: skip
-    table = pd.DataFrame({
-        "id": data.ids,
-        "landmark_id": [class_map.landmark(i) for i in pred["label"]],
-        "predicted": [class_map.landmark(i) for i in pred["predicted"]],
-        "confidence": pred["confidence"],
-    })  # fmt: skip
+    data = ManifestDataset(
+        frame,
+        config["data_root"],
+        class_map,
+        eval_transform(size, pipeline),
+        min_side=decode_side(size, pipeline, train=False),
+    )
+    pred = predict(
+        model,
+        make_loader(data, batch_size, workers=workers),
+        dev,
+        config["amp"] and dev.type == "cuda",
+        progress,
+    )
+    table = pd.DataFrame(
+        {
+            "id": data.ids,
+            "landmark_id": [class_map.landmark(i) for i in pred["label"]],
+            "predicted": [class_map.landmark(i) for i in pred["predicted"]],
+            "confidence": pred["confidence"],
+        }
+    )
     return {"split": split, "images": len(table), **summarize(pred)}, table
 
 
@@ -351,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if _distributed()[0] == 0:
-        print(f"best val GAP {result.best_gap:.4f} at epoch {result.best_epoch}; "
-              f"checkpoints in {result.output_dir}")  # fmt: skip
+        print(
+            f"best val GAP {result.best_gap:.4f} at epoch {result.best_epoch}; "
+            f"checkpoints in {result.output_dir}"
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

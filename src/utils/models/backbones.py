@@ -30,8 +30,11 @@ class _ResNetBody(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            net.layer1, net.layer2, net.layer3, net.layer4,
-        )  # fmt: skip
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
@@ -84,9 +87,11 @@ class LandmarkClassifier(nn.Module):
 def report_resnet_head(in_features: int, num_classes: int, hidden: int = 512) -> nn.Sequential:
     """The report's head: ``Linear(in, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``."""
     return nn.Sequential(
-        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
         nn.Linear(hidden, num_classes),
-    )  # fmt: skip
+    )
 
 
 def _resnet50(num_classes: int) -> tuple[nn.Module, nn.Module, int]:

@@ -1,0 +1,81 @@
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import textured, warp
+from utils import recognize
+from utils.local_features import RootSift
+from utils.recognize import Recognizer
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
+
+
+def write_gallery(root: Path) -> Path:
+    for landmark in range(3):
+        folder = root / "gallery" / f"landmark_{landmark}"
+        folder.mkdir(parents=True)
+        for view in range(3):
+            image = warp(textured(landmark), seed=view)
+            cv2.imwrite(str(folder / f"v{view}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return root / "gallery"
+
+
+def test_recognizer_on_synthetic_views(tmp_path):
+    paths, labels = recognize.read_gallery(write_gallery(tmp_path))
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    recognizer = Recognizer(RootSift(max_features=800), progress=False).fit(images, labels)
+    assert recognizer.tau >= 1 and recognizer.floor >= 0
+    hit = recognizer.recognize(warp(textured(1), seed=9))
+    assert hit.landmark == "landmark_1" and hit.confidence > 0.5
+    assert hit.candidates[0].landmark == "landmark_1" and len(hit.candidates) == 5
+    assert hit.candidates[0].match.pairs.shape[1] == 4
+    miss = recognizer.recognize(textured(7))
+    assert miss.landmark is None and miss.confidence < 0.5
+
+
+def test_gallery_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="gallery folder not found"):
+        recognize.read_gallery(tmp_path / "none")
+    (tmp_path / "g" / "only").mkdir(parents=True)
+    with pytest.raises(ValueError, match="at least two landmarks"):
+        recognize.read_gallery(tmp_path / "g")
+    with pytest.raises(ValueError, match="--local delf needs --checkpoint"):
+        recognize.build_recognizer("delf")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_recognize_cli_on_real_photos(tmp_path):
+    if not PHOTOS.is_dir():
+        pytest.skip("../shared/real-photos is not here (team-only material)")
+    gallery = tmp_path / "gallery"
+    for landmark, numbers in (
+        ("sacre_coeur", (1, 2, 3, 4, 5)),
+        ("british_museum", (1, 2, 3)),
+        ("chateau_de_sceaux", (1, 2, 3)),
+    ):
+        (gallery / landmark).mkdir(parents=True)
+        for n in numbers:
+            name = f"{landmark}_{n:02d}.jpg"
+            shutil.copy(PHOTOS / name, gallery / landmark / name)
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    shutil.copy(PHOTOS / "sacre_coeur_07.jpg", queries / "held_out.jpg")
+    shutil.copy(PHOTOS / "non_landmark_01.jpg", queries / "not_a_landmark.jpg")
+    (queries / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "predictions.csv"
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        code = recognize.main(
+            ["--gallery", str(gallery), "--queries", str(queries), "--out", str(out)]
+        )
+    assert code == 0
+    table = pd.read_csv(out, keep_default_na=False).set_index("id")
+    assert list(table.columns) == ["landmark", "confidence"]
+    assert table.loc["held_out", "landmark"] == "sacre_coeur"
+    assert table.loc["not_a_landmark", "landmark"] == ""
+    assert table.loc["broken", "landmark"] == "" and len(table) == 3
+    assert np.isfinite(table["confidence"]).all()
