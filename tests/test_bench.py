@@ -47,3 +47,13 @@ def test_train_benchmark_runs(capsys):
     )
     result = json.loads(capsys.readouterr().out)
     assert result["rows"][0]["model"] == "mobilenet_v2" and result["rows"][0]["fp32"] > 0
+
+
+def test_retrieval_benchmark_runs(tmp_path, capsys):
+    args = ["retrieval", "--sizes", "2000", "--images", str(tmp_path), "--rerank-images", "3"]
+    assert bench.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    search = result["search"][0]
+    assert search["faiss_exact"]["recall_at_1"] == 1.0
+    assert search["numpy_brute_force"]["recall_at_1"] == 1.0
+    assert result["rerank"]["verify_ms_per_pair"] > 0

@@ -1,6 +1,7 @@
 """The numbered notebooks: thin drivers, run through papermill on the tiny profile."""
 
 import ast
+import json
 from pathlib import Path
 
 import nbformat
@@ -146,3 +147,48 @@ def test_training_notebooks_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_ma
         "test_predictions.csv",
     ):
         assert (out / artefact).is_file(), artefact
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_05_runs_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
+    from utils import train
+
+    config = train.TrainConfig(
+        data_root=str(tiny_root),
+        manifest_dir=str(tiny_manifest),
+        output_dir=str(tmp_path / "04"),
+        model="efficientnet-b2",
+        image_size=32,
+        epochs=1,
+        workers=0,
+        wandb_mode="disabled",
+    )
+    train.train(config, progress=False)
+    out = tmp_path / "05"
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "05_delf_rerank.ipynb"),
+        str(tmp_path / "05.ipynb"),
+        parameters={
+            "DATA_ROOT": str(tiny_root),
+            "MANIFEST_DIR": str(tiny_manifest),
+            "OUTPUT_DIR": str(out),
+            "RUN_DIR": str(tmp_path),
+            "CHECKPOINT": str(tmp_path / "04" / "best.pt"),
+            "ATTENTION_EPOCHS": 1,
+            "WORKERS": 0,
+            "DEVICE": "cpu",
+            "K": 5,
+        },
+        progress_bar=False,
+        cwd=str(REPO / "notebooks"),
+    )
+    results = json.loads((out / "test_results.json").read_text())
+    assert set(results) == {
+        "retrieval top1",
+        "retrieval vote",
+        "re-ranked top-3, RootSIFT",
+        "re-ranked top-3, DELF",
+    }
+    for name in ("delf.pt", "gallery.npy", "delf_keypoints.png", "sift_inliers.png"):
+        assert (out / name).is_file(), name

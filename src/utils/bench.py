@@ -15,6 +15,9 @@ Each is timed over its second epoch (workers started, files in the page cache).
 [--steps 10] [--device auto] [--json]``: training images per second of each backbone (forward,
 backward and AdamW step on random batches, after warm-up steps), in fp32 and, on CUDA, with
 AMP (float16) + channels_last, and the ratio between them.
+
+``python -m utils.bench retrieval [--sizes 100000,1000000] [--json]``: faiss exact vs numpy
+brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
 """
 
 from __future__ import annotations
@@ -209,6 +212,24 @@ def _print_train(result: dict) -> None:
         print(f"  {row['model']:<16} fp32 {row['fp32']:.1f}{extra}")
 
 
+def _print_retrieval(result: dict) -> None:
+    for row in result["search"]:
+        print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries:")
+        for name, figures in row.items():
+            if isinstance(figures, dict):
+                print(
+                    f"  {name:<28} {figures['qps']:>9.1f} queries/s"
+                    f"  {figures['memory_mb']:>8.1f} MB"
+                    f"  recall@1 {figures['recall_at_1']:.3f}"
+                )
+    r = result["rerank"]
+    print(
+        f"re-ranking (RootSIFT, {r['images']} photos of 800x600 to 1600x1200): extraction "
+        f"{r['extract_ms_per_image']} ms/image, verification {r['verify_ms_per_pair']} ms/pair, "
+        f"{r['ms_per_query_top3']} ms/query at top-3, {r['ms_per_query_top10']} ms/query at top-10"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
@@ -229,8 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     trainer.add_argument("--steps", type=int, default=10)
     trainer.add_argument("--device", default="auto")
     trainer.add_argument("--json", action="store_true", help="print JSON only")
+    search = sub.add_parser("retrieval", help="kNN search and re-ranking cost")
+    search.add_argument("--sizes", default="100000,1000000", help="gallery sizes")
+    search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="JPEGs for re-ranking")
+    search.add_argument("--rerank-images", type=int, default=20)
+    search.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
-    if args.command == "loader":
+    if args.command == "retrieval":
+        from utils.bench_retrieval import bench_rerank, bench_search
+
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        result = {
+            "search": [bench_search(n) for n in sizes],
+            "rerank": bench_rerank(make_bench_jpegs(args.images, args.rerank_images)),
+        }
+        show = _print_retrieval
+    elif args.command == "loader":
         result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)
         show = _print_loader
     else:

@@ -6,8 +6,9 @@ exist), writing the executed copy ``OUT/NN_name.ipynb``, its log ``OUT/NN_name.l
 artefacts under ``OUT/NN_name/``. Without ``--data-root`` the embedded mini dataset of the
 profile is used (generated under ``data/`` when missing).
 
-Each notebook receives, among ``DATA_ROOT``, ``MANIFEST_DIR``, ``OUTPUT_DIR``, ``TOP`` and
-``PROFILE``, those that its ``parameters`` cell declares. On a failing cell the run stops and
+Each notebook receives, among ``DATA_ROOT``, ``MANIFEST_DIR``, ``OUTPUT_DIR``, ``RUN_DIR``
+(the run folder, where earlier notebooks' artefacts are), ``TOP`` and ``PROFILE``, those that
+its ``parameters`` cell declares. On a failing cell the run stops and
 prints the notebook, the cell and the error.
 """
 
@@ -157,6 +158,7 @@ def run_pipeline(
 ) -> list[Step]:
     """Run the notebooks in order, stopping at the first failure."""
     out.mkdir(parents=True, exist_ok=True)
+    parameters = {**parameters, "RUN_DIR": str(out)}  # where earlier notebooks left artefacts
     steps = plan_steps(notebooks, out)
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {step.notebook.name}", flush=True)

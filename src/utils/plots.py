@@ -108,3 +108,37 @@ def training_curves(history: Sequence[dict]) -> Figure:
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def keypoints_figure(
+    image: np.ndarray, keypoints: np.ndarray, strengths: np.ndarray, title: str = ""
+) -> Figure:
+    """An image with its keypoints, marker size growing with strength (e.g. attention)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(image)
+    size = 4 + 40 * (strengths - strengths.min()) / (np.ptp(strengths) + 1e-9)
+    ax.scatter(
+        keypoints[:, 0], keypoints[:, 1], s=size, c="yellow", edgecolors="black", linewidths=0.3
+    )
+    ax.set(title=title or f"{len(keypoints)} keypoints")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def matches_figure(
+    query: np.ndarray, gallery: np.ndarray, pairs: np.ndarray, title: str = ""
+) -> Figure:
+    """Two images side by side with a line per inlier pair ``(K, 4)``: qx, qy, gx, gy."""
+    height = max(query.shape[0], gallery.shape[0])
+    canvas = np.full((height, query.shape[1] + gallery.shape[1], 3), 255, np.uint8)
+    canvas[: query.shape[0], : query.shape[1]] = query
+    canvas[: gallery.shape[0], query.shape[1] :] = gallery
+    fig, ax = plt.subplots(figsize=(11, 5))
+    ax.imshow(canvas)
+    for qx, qy, gx, gy in pairs:
+        ax.plot([qx, gx + query.shape[1]], [qy, gy], linewidth=0.7, color="lime")
+    ax.set(title=title or f"{len(pairs)} inliers")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -148,3 +148,65 @@ def landmark_evidence(
             best = max(f for f, lab in zip(fused, labels, strict=True) if lab == label)
             evidence[label] += float(best)
     return evidence
+
+
+def rerank_shortlist(
+    query: LocalFeatures,
+    candidates: Sequence[LocalFeatures],
+    cosine: np.ndarray,
+    cap: int = 20,
+    settings: MatchSettings | None = None,
+) -> tuple[int, float, list]:
+    """Re-rank a retrieval shortlist: the candidate of highest ``cos + min(inliers, c) / c``.
+
+    Returns its position in the shortlist, that fused score (the confidence) and the
+    `PairMatch` of every candidate, in the shortlist's order.
+    """
+    matches = [match_pair(query, c, settings) for c in candidates]
+    fused = np.asarray(cosine, np.float64) + np.array(
+        [min(m.inliers, cap) / cap for m in matches], np.float64
+    )
+    best = int(np.argmax(fused))
+    return best, float(fused[best]), matches
+
+
+def rerank_retrieval(
+    query_paths: Sequence,
+    gallery_paths: Sequence,
+    gallery_labels: Sequence,
+    cosines: np.ndarray,
+    indices: np.ndarray,
+    extractor,
+    top_k: int = 3,
+    settings: MatchSettings | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """`rerank_shortlist` over the ``top_k`` retrieved images of every query.
+
+    ``cosines`` and ``indices`` are the kNN result ``(Q, k >= top_k)``. Gallery features are
+    extracted once and cached. Returns predicted landmarks ``(Q,)``, confidences ``(Q,)`` and,
+    per query, the ``(gallery index, PairMatch)`` of its best candidate.
+    """
+    from tqdm.auto import tqdm
+
+    from utils.images import load_image
+
+    cache: dict[int, LocalFeatures] = {}
+    predicted, confidence, best = [], [], []
+    for q, path in enumerate(
+        tqdm(query_paths, desc=f"re-rank ({extractor.name})", disable=not progress)
+    ):
+        shortlist = [int(i) for i in indices[q, :top_k]]
+        for i in shortlist:
+            if i not in cache:
+                cache[i] = extractor.extract(load_image(gallery_paths[i]))
+        top, score, matches = rerank_shortlist(
+            extractor.extract(load_image(path)),
+            [cache[i] for i in shortlist],
+            cosines[q, :top_k],
+            settings=settings,
+        )
+        predicted.append(gallery_labels[shortlist[top]])
+        confidence.append(score)
+        best.append((shortlist[top], matches[top]))
+    return np.array(predicted), np.array(confidence), best
