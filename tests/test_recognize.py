@@ -79,3 +79,53 @@ def test_recognize_cli_on_real_photos(tmp_path):
     assert table.loc["not_a_landmark", "landmark"] == ""
     assert table.loc["broken", "landmark"] == "" and len(table) == 3
     assert np.isfinite(table["confidence"]).all()
+
+
+def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:
+    """A checkpoint in `utils.train`'s format around an untrained network."""
+    import torch
+
+    from utils.checkpoint import save_atomic
+    from utils.models import build_model
+
+    model = build_model(model_name, 3)
+    config = {"model": model_name, "image_size": 64, "pipeline": 2, "amp": False}
+    torch.manual_seed(0)
+    return save_atomic(
+        {"model": model.state_dict(), "config": config, "class_ids": [1, 2, 3]}, path
+    )
+
+
+def test_global_embeddings_with_a_checkpoint(tmp_path):
+    from utils.retrieval import checkpoint_embedder
+
+    embed = checkpoint_embedder(fake_checkpoint(tmp_path / "m.pt"))
+    images = [warp(textured(i), seed=0) for i in range(3)]
+    vectors = embed(images)
+    assert vectors.shape == (3, 1280)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    global_only = Recognizer(None, embedder=embed, top_k=2, progress=False).fit(
+        images, ["a", "b", "c"]
+    )
+    assert global_only.recognize(images[1]).best == "b"  # an image is nearest to itself
+    both = recognize.build_recognizer("sift", str(tmp_path / "m.pt"), top_k=2, progress=False)
+    both.fit(images, ["a", "b", "c"])
+    result = both.recognize(images[2])
+    assert result.best == "c" and len(result.candidates) == 2
+
+
+@pytest.mark.slow
+def test_delf_local_features_from_a_checkpoint(tmp_path):
+    from utils.checkpoint import load
+    from utils.models import build_model
+    from utils.models.delf import Delf, save_delf
+
+    state = load(fake_checkpoint(tmp_path / "m.pt"))
+    model = build_model("mobilenet_v2", 3)
+    model.load_state_dict(state["model"])
+    save_delf(Delf(model, 3), state, tmp_path / "delf.pt")
+    recognizer = recognize.build_recognizer("delf", str(tmp_path / "delf.pt"), progress=False)
+    assert recognizer.extractor.name == "delf"
+    images = [textured(i, size=(240, 320)) for i in range(3)]
+    recognizer.fit(images, ["a", "b", "c"])
+    assert recognizer.recognize(images[0]).best == "a"
