@@ -156,26 +156,17 @@ def summarize(pred: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def _datasets(cfg: TrainConfig, class_map: ClassMap, manifests, rank: int):
-    train_tf = train_transform(cfg.image_size, cfg.pipeline, seed=cfg.seed)
-    eval_tf = eval_transform(cfg.image_size, cfg.pipeline)
-    side = decode_side(cfg.image_size, cfg.pipeline)
-    eval_side = decode_side(cfg.image_size, cfg.pipeline, train=False)
-    train = ManifestDataset(
-        cap(manifests.train, cfg.max_images, cfg.seed),
-        cfg.data_root,
-        class_map,
-        train_tf,
-        min_side=side,
-    )
-    val = ManifestDataset(
-        cap(manifests.val, cfg.max_images, cfg.seed),
-        cfg.data_root,
-        class_map,
-        eval_tf,
-        min_side=eval_side,
-    )
-    return train, val
+def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = False):
+    """One manifest split (capped) with the run's transform: augmented when ``train``."""
+    frame = read_manifests(config["manifest_dir"]).split(split)
+    frame = cap(frame, config["max_images"], config["seed"])
+    size, pipeline = config["image_size"], config["pipeline"]
+    if train:
+        transform = train_transform(size, pipeline, seed=config["seed"])
+    else:
+        transform = eval_transform(size, pipeline)
+    side = decode_side(size, pipeline, train=train)
+    return ManifestDataset(frame, config["data_root"], class_map, transform, min_side=side)
 
 
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
@@ -201,13 +192,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
     manifests = read_manifests(cfg.manifest_dir)
     class_map = ClassMap.from_manifest(manifests.train)
-    train_set, val_set = _datasets(cfg, class_map, manifests, rank)
+    config = dataclasses.asdict(cfg)
+    train_set = split_dataset(config, class_map, "train", train=True)
+    val_set = split_dataset(config, class_map, "val")
     model = build_model(cfg.model, len(class_map), cfg.pretrained, cfg.pretrained_path or None)
     model = model.to(device, memory_format=memory) if memory else model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    config = dataclasses.asdict(cfg)
     start, best_gap, best_epoch, history = 0, -1.0, 0, []
 
     last = out / "last.pt"
@@ -353,23 +345,9 @@ def evaluate(
     """Metrics and per-image predictions of a checkpoint on a manifest split."""
     dev = resolve_device(device)
     model, class_map, config = load_trained(path, dev)
-    frame = read_manifests(config["manifest_dir"]).split(split)
-    frame = cap(frame, config["max_images"], config["seed"])
-    size, pipeline = config["image_size"], config["pipeline"]
-    data = ManifestDataset(
-        frame,
-        config["data_root"],
-        class_map,
-        eval_transform(size, pipeline),
-        min_side=decode_side(size, pipeline, train=False),
-    )
-    pred = predict(
-        model,
-        make_loader(data, batch_size, workers=workers),
-        dev,
-        config["amp"] and dev.type == "cuda",
-        progress,
-    )
+    data = split_dataset(config, class_map, split)
+    use_amp = config["amp"] and dev.type == "cuda"
+    pred = predict(model, make_loader(data, batch_size, workers=workers), dev, use_amp, progress)
     table = pd.DataFrame(
         {
             "id": data.ids,
