@@ -224,7 +224,7 @@ def _print_retrieval(result: dict) -> None:
                 )
     r = result["rerank"]
     print(
-        f"re-ranking (RootSIFT, {r['images']} photos of 800x600 to 1600x1200): extraction "
+        f"re-ranking (RootSIFT, {r['images']} photos): extraction "
         f"{r['extract_ms_per_image']} ms/image, verification {r['verify_ms_per_pair']} ms/pair, "
         f"{r['ms_per_query_top3']} ms/query at top-3, {r['ms_per_query_top10']} ms/query at top-10"
     )
@@ -252,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     trainer.add_argument("--json", action="store_true", help="print JSON only")
     search = sub.add_parser("retrieval", help="kNN search and re-ranking cost")
     search.add_argument("--sizes", default="100000,1000000", help="gallery sizes")
-    search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="JPEGs for re-ranking")
+    search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="generated JPEGs")
+    search.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        help="read-only folder of real photos for re-ranking (else generated)",
+    )
     search.add_argument("--rerank-images", type=int, default=20)
     search.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
@@ -260,10 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         from utils.bench_retrieval import bench_rerank, bench_search
 
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-        result = {
-            "search": [bench_search(n) for n in sizes],
-            "rerank": bench_rerank(make_bench_jpegs(args.images, args.rerank_images)),
-        }
+        if args.photos is not None:
+            from utils.recognize import image_files
+
+            photos = image_files(args.photos)[: args.rerank_images]
+        else:
+            photos = make_bench_jpegs(args.images, args.rerank_images)
+        result = {"search": [bench_search(n) for n in sizes], "rerank": bench_rerank(photos)}
         show = _print_retrieval
     elif args.command == "loader":
         result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)

@@ -4,7 +4,8 @@ Search: a gallery of ``N`` random unit vectors (512-d) and 1,000 queries, each a
 vector plus noise (cosine about 0.8 to it), so every query has a true nearest neighbour.
 For each method: queries per second, the index's memory, and recall@1 against exact search.
 
-Re-ranking: RootSIFT extraction per image (photo-like JPEGs of 800x600 to 1600x1200), the
+Re-ranking: RootSIFT extraction per image (real photos with ``--photos``, else generated
+JPEGs of 800x600 to 1600x1200; pairs are neighbours in file order), the
 time of one query-candidate verification (`utils.rerank.match_pair`), and the time per
 query for a shortlist of 3 and of 10 (one extraction plus k verifications; gallery features
 are precomputed).
