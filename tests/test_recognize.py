@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,16 @@ def test_recognize_cli_on_real_photos(tmp_path):
     out = tmp_path / "predictions.csv"
     with pytest.warns(UserWarning, match="broken.jpg"):
         code = recognize.main(
-            ["--gallery", str(gallery), "--queries", str(queries), "--out", str(out)]
+            [
+                "--gallery",
+                str(gallery),
+                "--queries",
+                str(queries),
+                "--out",
+                str(out),
+                "--details",
+                str(tmp_path / "details.json"),
+            ]
         )
     assert code == 0
     table = pd.read_csv(out, keep_default_na=False).set_index("id")
@@ -79,6 +89,11 @@ def test_recognize_cli_on_real_photos(tmp_path):
     assert table.loc["not_a_landmark", "landmark"] == ""
     assert table.loc["broken", "landmark"] == "" and len(table) == 3
     assert np.isfinite(table["confidence"]).all()
+    details = json.loads((tmp_path / "details.json").read_text())
+    similar = details["held_out"]["similar"]
+    assert len(similar) == 5 and similar[0]["landmark"] == "sacre_coeur"
+    assert similar[0]["photo"].endswith(".jpg") and similar[0]["inliers"] > 0
+    assert "error" in details["broken"]
 
 
 def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:

@@ -28,6 +28,7 @@ any gallery photo gathers for a wrong landmark. A query is accepted when ``E > t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable, Hashable, Sequence
@@ -209,20 +210,50 @@ class Recognizer:
         return Recognition(accepted, best, float(confidence), evidence, candidates)
 
 
+def describe(result: Recognition, gallery_names: Sequence[str]) -> dict:
+    """A JSON-ready summary: answer, evidence per landmark, and the most similar known photos."""
+    evidence = sorted(result.evidence.items(), key=lambda item: -item[1])[:5]
+    return {
+        "landmark": result.landmark,
+        "best": result.best,
+        "confidence": round(result.confidence, 6),
+        "evidence": {str(k): round(v, 3) for k, v in evidence},
+        "similar": [
+            {
+                "photo": str(gallery_names[c.index]),
+                "landmark": str(c.landmark),
+                "inliers": c.match.inliers,
+                "cosine": round(c.cosine, 4),
+            }
+            for c in result.candidates
+        ],
+    }
+
+
 def recognize_files(
-    recognizer: Recognizer, paths: Sequence[Path], progress: bool = True
-) -> pd.DataFrame:
-    """``id, landmark, best, confidence`` for every file; unreadable ones get an empty row."""
-    rows = []
+    recognizer: Recognizer,
+    paths: Sequence[Path],
+    gallery_names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict]:
+    """``id, landmark, best, confidence`` for every file, and `describe` of each by id.
+
+    An unreadable file gets an empty row (and a warning naming it); the run goes on.
+    """
+    names = gallery_names or [str(i) for i in range(len(recognizer.labels))]
+    rows, details = [], {}
     for path in tqdm(paths, desc="queries", disable=not progress):
+        image_id = Path(path).stem
         try:
             result = recognizer.recognize(load_image(path))
         except ImageLoadError as err:
             warnings.warn(f"{err}; writing an empty prediction", stacklevel=2)
-            rows.append((Path(path).stem, "", "", 0.0))
+            rows.append((image_id, "", "", 0.0))
+            details[image_id] = {"error": str(err)}
             continue
-        rows.append((Path(path).stem, result.landmark or "", result.best or "", result.confidence))
-    return pd.DataFrame(rows, columns=["id", "landmark", "best", "confidence"])
+        rows.append((image_id, result.landmark or "", result.best or "", result.confidence))
+        details[image_id] = describe(result, names)
+    return pd.DataFrame(rows, columns=["id", "landmark", "best", "confidence"]), details
 
 
 def build_recognizer(
@@ -266,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", default="sift", choices=("sift", "delf", "none"))
     parser.add_argument("--top-k", type=int, default=10, help="candidates re-ranked (checkpoint)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--details",
+        type=Path,
+        default=None,
+        help="JSON with each query's evidence and 5 most similar gallery photos",
+    )
     args = parser.parse_args(argv)
     try:
         paths, labels = read_gallery(args.gallery)
@@ -276,15 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    images, kept = [], []
+    images, kept, names = [], [], []
     for path, label in zip(paths, labels, strict=True):
         try:
             images.append(load_image(path))
             kept.append(label)
+            names.append(str(path))
         except ImageLoadError as err:
             print(f"warning: gallery image skipped: {err}", file=sys.stderr)
     recognizer.fit(images, kept)
-    table = recognize_files(recognizer, queries)
+    table, details = recognize_files(recognizer, queries, names)
+    if args.details:
+        args.details.parent.mkdir(parents=True, exist_ok=True)
+        args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table[["id", "landmark", "confidence"]].to_csv(args.out, index=False, float_format="%.6f")
     accepted = int((table["landmark"] != "").sum())
