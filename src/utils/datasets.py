@@ -186,8 +186,9 @@ def make_loader(
     drop_last: bool = False,
     collate_fn: Callable | None = None,
     sampler: torch.utils.data.Sampler | None = None,
+    persistent: bool = True,
 ) -> DataLoader:
-    """A ``DataLoader`` with seeded (and, when ``workers > 0``, persistent) workers.
+    """A ``DataLoader`` with seeded workers, persistent when ``persistent`` and ``workers > 0``.
 
     ``pin_memory`` defaults to whether CUDA is available. With ``workers == 0`` the dataset's
     transform is seeded here instead of in the workers. A ``sampler`` (e.g. DDP's) replaces
@@ -203,7 +204,7 @@ def make_loader(
         sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
         drop_last=drop_last,

@@ -247,6 +247,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             seed=seed,
             sampler=sampler,
             drop_last=per_rank % cfg.batch_size == 1,
+            persistent=False,  # a new loader each epoch: its seed is (seed, epoch)
         )  # no batch of 1 for BN
         net.train()
         tic, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
