@@ -36,6 +36,9 @@ def test_recognizer_on_synthetic_views(tmp_path):
     assert hit.candidates[0].match.pairs.shape[1] == 4
     miss = recognizer.recognize(textured(7))
     assert miss.landmark is None and miss.confidence < 0.5
+    sampled = Recognizer(RootSift(max_features=800), calibration_pairs=2, progress=False)
+    sampled.fit(images, labels)  # calibration on a seeded sample of cross-landmark pairs
+    assert sampled.recognize(warp(textured(1), seed=9)).landmark == "landmark_1"
 
 
 def test_gallery_errors(tmp_path):

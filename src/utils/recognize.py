@@ -19,7 +19,9 @@ How a query is scored (`Recognizer`):
    landmark of highest evidence with ``confidence = E / (E + tau)``.
 
 Rejection rule, set from the gallery itself, not tuned per file: every gallery photo is
-matched against the photos of the *other* landmarks. ``floor`` is the 95th percentile of
+matched against the photos of the *other* landmarks (at most 60 of them per photo: the nearest
+by the global embedding with a checkpoint, else a seeded sample, so that calibrating a large
+gallery stays affordable). ``floor`` is the 95th percentile of
 those inlier counts (what unrelated photos share by chance) and ``tau`` the largest evidence
 any gallery photo gathers for a wrong landmark. A query is accepted when ``E > tau``, i.e. when
 ``confidence > 0.5``.
@@ -104,13 +106,14 @@ class Recognizer:
         embedder: Embedder | None = None,
         top_k: int = 0,
         aggregate: str = "sum",
+        calibration_pairs: int = 60,
         progress: bool = True,
     ):
         if extractor is None and embedder is None:
             raise ValueError("need local features, a global embedder, or both")
         if aggregate not in ("sum", "max"):
             raise ValueError(f"aggregate must be sum or max, not {aggregate!r}")
-        self.aggregate = aggregate
+        self.aggregate, self.calibration_pairs = aggregate, calibration_pairs
         self.extractor, self.embedder = extractor, embedder
         self.settings = settings or MatchSettings()
         self.top_k, self.progress = top_k, progress
@@ -152,16 +155,26 @@ class Recognizer:
             self.floor, self.tau = 0.0, float(cos[labels[:, None] != labels[None, :]].max())
             return
         n = len(self.labels)
-        inliers = np.zeros((n, n))
-        for i in tqdm(range(n), desc="calibrate", disable=not self.progress):
-            for j in range(i + 1, n):
-                if labels[i] != labels[j]:
-                    inliers[i, j] = inliers[j, i] = match_pair(
-                        self.features[i], self.features[j], self.settings
-                    ).inliers
         other = labels[:, None] != labels[None, :]
+        measured = np.zeros((n, n), bool)
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            candidates = np.flatnonzero(other[i])
+            if len(candidates) > self.calibration_pairs:
+                if self.embeddings is not None:  # the hardest negatives: nearest by cosine
+                    near = np.argsort(-(self.embeddings[candidates] @ self.embeddings[i]))
+                    candidates = candidates[near[: self.calibration_pairs]]
+                else:
+                    candidates = rng.choice(candidates, self.calibration_pairs, replace=False)
+            measured[i, candidates] = measured[candidates, i] = True
+        inliers = np.zeros((n, n))
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if measured[i, j]]
+        for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
+            inliers[i, j] = inliers[j, i] = match_pair(
+                self.features[i], self.features[j], self.settings
+            ).inliers
         if self.aggregate == "sum":
-            self.floor = float(np.quantile(inliers[other], FLOOR_QUANTILE))
+            self.floor = float(np.quantile(inliers[measured], FLOOR_QUANTILE))
         wrong = []
         for i in range(n):
             mask = other[i]
