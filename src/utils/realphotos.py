@@ -13,6 +13,11 @@ the folds the same way. Reported over all queries of the three folds:
 - AUROC of the confidence, known-landmark queries against the rest;
 - accepted: how often the rejection rule accepts known-landmark queries, and the others.
 
+``--stress night|far`` alters every query (not the gallery) before recognition, to probe
+robustness beyond these easy photos: ``night`` darkens it like a night shot
+(``v' = 255 * 0.6 * (v / 255) ** 2.2`` with a blue cast and sensor noise), ``far`` shrinks it to
+40% of its size, as seen from further away.
+
 ``--reference`` also runs the plain baseline the brief quotes: OpenCV SIFT (1000 features,
 longer side 640 px), ratio 0.8, affine RANSAC (20 px, 1000 iterations), landmark score = the
 most inliers of any of its photos.
@@ -25,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -53,6 +59,20 @@ def assign_folds(manifest: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def stress(image: np.ndarray, kind: str | None, seed: int = 0) -> np.ndarray:
+    """The query alteration of the module docstring (``None``: unchanged)."""
+    if kind is None:
+        return image
+    if kind == "far":
+        size = (max(16, round(image.shape[1] * 0.4)), max(16, round(image.shape[0] * 0.4)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if kind != "night":
+        raise ValueError(f"stress must be night or far, not {kind!r}")
+    dark = 255.0 * 0.6 * (image.astype(np.float64) / 255.0) ** 2.2 * np.array([0.8, 0.85, 1.0])
+    noise = np.random.default_rng(seed).normal(0, 4, image.shape)
+    return np.clip(dark + noise, 0, 255).astype(np.uint8)
+
+
 def reference_recognizer(progress: bool = False) -> Recognizer:
     """The plain-SIFT baseline of the module docstring."""
     settings = MatchSettings(
@@ -68,7 +88,10 @@ def project_recognizer(progress: bool = False) -> Recognizer:
 
 
 def evaluate(
-    photos: str | Path, make_recognizer=project_recognizer, progress: bool = False
+    photos: str | Path,
+    make_recognizer=project_recognizer,
+    progress: bool = False,
+    alteration: str | None = None,
 ) -> dict:
     """Run the protocol; returns the metrics and one row per query."""
     photos = Path(photos)
@@ -85,7 +108,7 @@ def evaluate(
         for file, label, known in zip(
             queries["file"], queries["label"], queries["in_gallery"], strict=True
         ):
-            result = recognizer.recognize(images[file])
+            result = recognizer.recognize(stress(images[file], alteration))
             rows.append(
                 {
                     "file": file,
@@ -119,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photos", type=Path, default=Path("../shared/real-photos"))
     parser.add_argument("--reference", action="store_true", help="also run the plain baseline")
+    parser.add_argument("--stress", choices=("night", "far"), default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not (args.photos / "manifest.csv").is_file():
@@ -129,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         runs["reference (plain SIFT, max inliers)"] = reference_recognizer
     results = {}
     for name, make in runs.items():
-        result = evaluate(args.photos, make, progress=not args.json)
+        result = evaluate(args.photos, make, progress=not args.json, alteration=args.stress)
         result.pop("rows")
         results[name] = result
     if args.json:
