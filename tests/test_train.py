@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from utils import checkpoint, train
+from utils import checkpoint, evaluate, train
 from utils.train import TrainConfig
 
 
@@ -50,7 +50,7 @@ def test_one_epoch_on_cpu_writes_checkpoints_and_metrics(tiny_root, tiny_manifes
     state = checkpoint.load(out / "last.pt")
     assert state["epoch"] == 1 and len(state["class_ids"]) == 5
     assert not list(out.glob(".*.tmp"))
-    metrics, table = train.evaluate(
+    metrics, table = evaluate.evaluate(
         out / "best.pt", "test", device="cpu", workers=0, progress=False
     )
     assert metrics["images"] == len(table) == 6 and 0 <= metrics["gap"] <= 1
@@ -88,8 +88,8 @@ def test_cuda_asked_for_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        train.resolve_device("cuda")
-    assert train.resolve_device("auto").type == "cpu"
+        evaluate.resolve_device("cuda")
+    assert evaluate.resolve_device("auto").type == "cpu"
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

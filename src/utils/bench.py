@@ -172,8 +172,8 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
 
 def bench_train(models: list[str], size: int, batch: int, steps: int, device: str) -> dict:
     """fp32 (and on CUDA, AMP + channels_last) training throughput of each backbone."""
+    from utils.evaluate import resolve_device
     from utils.models import build_model
-    from utils.train import resolve_device
 
     dev = resolve_device(device)
     rows = []

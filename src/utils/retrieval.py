@@ -159,7 +159,7 @@ def apply_non_landmark(
 def checkpoint_embedder(path: str | Path, device: str = "cpu"):
     """A function ``images -> (N, D)`` unit embeddings from a trained checkpoint."""
     from utils.augment import eval_transform
-    from utils.train import load_trained, resolve_device
+    from utils.evaluate import load_trained, resolve_device
 
     dev = resolve_device(device)
     model, _, config = load_trained(path, dev)

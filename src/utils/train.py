@@ -25,20 +25,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from utils import checkpoint
-from utils.augment import decode_side, eval_transform, train_transform
-from utils.datasets import ClassMap, ManifestDataset, make_loader
+from utils.datasets import ClassMap, make_loader
+from utils.evaluate import predict, resolve_device, split_dataset, summarize
 from utils.manifests import read_manifests
-from utils.metrics import accuracy, gap
 from utils.models import build_model
 from utils.tracking import WANDB_MODES, MetricsLog, start_wandb
 
@@ -100,73 +97,10 @@ class TrainResult:
     best_epoch: int
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
-
-
 def _distributed() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's environment (1 process: 0, 1, 0)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
-    """At most ``max_images`` rows (a seeded sample), or all when ``max_images`` is 0."""
-    if max_images <= 0 or len(frame) <= max_images:
-        return frame
-    return frame.sample(n=max_images, random_state=seed).sort_index()
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    amp: bool = False,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """Class predictions, softmax confidences, labels and per-image losses over a loader."""
-    model.eval()
-    out: dict[str, list] = {"predicted": [], "confidence": [], "label": [], "loss": []}
-    for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        images, labels = images.to(device, non_blocking=True), labels.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images).float()
-        probs = logits.softmax(dim=1)
-        confidence, predicted = probs.max(dim=1)
-        out["loss"].append(nn.functional.cross_entropy(logits, labels, reduction="none").cpu())
-        out["predicted"].append(predicted.cpu())
-        out["confidence"].append(confidence.cpu())
-        out["label"].append(labels.cpu())
-    return {k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in out.items()}
-
-
-def summarize(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Accuracy, GAP and mean loss of `predict`'s output (every image shows a landmark)."""
-    return {
-        "accuracy": accuracy(pred["predicted"], pred["label"]),
-        "gap": gap(pred["predicted"], pred["confidence"], pred["label"]),
-        "loss": float(pred["loss"].mean()) if pred["loss"].size else float("nan"),
-    }
-
-
-def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = False):
-    """One manifest split (capped) with the run's transform: augmented when ``train``."""
-    frame = read_manifests(config["manifest_dir"]).split(split)
-    frame = cap(frame, config["max_images"], config["seed"])
-    size, pipeline = config["image_size"], config["pipeline"]
-    if train:
-        transform = train_transform(size, pipeline, seed=config["seed"])
-    else:
-        transform = eval_transform(size, pipeline)
-    side = decode_side(size, pipeline, train=train)
-    return ManifestDataset(frame, config["data_root"], class_map, transform, min_side=side)
 
 
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
@@ -323,41 +257,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if world > 1:
         dist.barrier()
     return TrainResult(out, log.history, best_gap, best_epoch)
-
-
-def load_trained(path: str | Path, device: torch.device | str = "cpu"):
-    """``(model, class_map, config)`` from ``best.pt``/``last.pt``; the model in eval mode."""
-    state = checkpoint.load(path)
-    config = state["config"]
-    class_map = ClassMap(state["class_ids"])
-    model = build_model(config["model"], len(class_map))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), class_map, config
-
-
-def evaluate(
-    path: str | Path,
-    split: str = "test",
-    device: str = "auto",
-    workers: int = 2,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> tuple[dict, pd.DataFrame]:
-    """Metrics and per-image predictions of a checkpoint on a manifest split."""
-    dev = resolve_device(device)
-    model, class_map, config = load_trained(path, dev)
-    data = split_dataset(config, class_map, split)
-    use_amp = config["amp"] and dev.type == "cuda"
-    pred = predict(model, make_loader(data, batch_size, workers=workers), dev, use_amp, progress)
-    table = pd.DataFrame(
-        {
-            "id": data.ids,
-            "landmark_id": [class_map.landmark(i) for i in pred["label"]],
-            "predicted": [class_map.landmark(i) for i in pred["predicted"]],
-            "confidence": pred["confidence"],
-        }
-    )
-    return {"split": split, "images": len(table), **summarize(pred)}, table
 
 
 def _parser() -> argparse.ArgumentParser:
