@@ -57,3 +57,9 @@ def test_retrieval_benchmark_runs(tmp_path, capsys):
     assert search["faiss_exact"]["recall_at_1"] == 1.0
     assert search["numpy_brute_force"]["recall_at_1"] == 1.0
     assert result["rerank"]["verify_ms_per_pair"] > 0
+
+
+def test_metrics_benchmark_runs(capsys):
+    assert bench.main(["metrics", "--size", "200000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["predictions"] == 200000 and result["gap_s"] > 0

@@ -16,6 +16,9 @@ Each is timed over its second epoch (workers started, files in the page cache).
 backward and AdamW step on random batches, after warm-up steps), in fp32 and, on CUDA, with
 AMP (float16) + channels_last, and the ratio between them.
 
+``python -m utils.bench metrics [--size 1000000]``: seconds for GAP and GAP@k over a million
+random predictions, against a plain Python loop (on 100,000, scaled).
+
 ``python -m utils.bench retrieval [--sizes 100000,1000000] [--json]``: faiss exact vs numpy
 brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
 """
@@ -212,6 +215,45 @@ def _print_train(result: dict) -> None:
         print(f"  {row['model']:<16} fp32 {row['fp32']:.1f}{extra}")
 
 
+def bench_metrics(size: int, loop_size: int = 100_000, seed: int = 0) -> dict:
+    """Vectorised GAP / GAP@5 on ``size`` predictions vs a Python loop (scaled from loop_size)."""
+    from utils.metrics import gap, gap_at_k
+
+    rng = np.random.default_rng(seed)
+    truth = np.where(rng.random(size) < 0.3, -1, rng.integers(0, 1000, size))
+    predicted, confidence = rng.integers(0, 1000, size), rng.random(size)
+    start = time.perf_counter()
+    gap(predicted, confidence, truth)
+    vectorised = time.perf_counter() - start
+    top5 = rng.integers(0, 1000, (size, 5))
+    start = time.perf_counter()
+    gap_at_k(top5, np.sort(rng.random((size, 5)), axis=1)[:, ::-1], truth)
+    at_k = time.perf_counter() - start
+    start = time.perf_counter()
+    order = sorted(range(loop_size), key=lambda i: -confidence[i])
+    hits, total = 0, 0.0
+    for rank, i in enumerate(order, 1):
+        if truth[i] != -1 and predicted[i] == truth[i]:
+            hits += 1
+            total += hits / rank
+    loop = (time.perf_counter() - start) * size / loop_size
+    return {
+        "predictions": size,
+        "gap_s": round(vectorised, 3),
+        "gap_at_5_s": round(at_k, 3),
+        "python_loop_s_scaled": round(loop, 2),
+        "speedup": round(loop / vectorised, 1),
+    }
+
+
+def _print_metrics(result: dict) -> None:
+    print(
+        f"{result['predictions']:,} predictions: GAP {result['gap_s']} s, GAP@5 "
+        f"{result['gap_at_5_s']} s; a plain Python loop would take about "
+        f"{result['python_loop_s_scaled']} s ({result['speedup']}x slower than GAP)"
+    )
+
+
 def _print_retrieval(result: dict) -> None:
     for row in result["search"]:
         print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries:")
@@ -250,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer.add_argument("--steps", type=int, default=10)
     trainer.add_argument("--device", default="auto")
     trainer.add_argument("--json", action="store_true", help="print JSON only")
+    scoring = sub.add_parser("metrics", help="GAP over a million predictions")
+    scoring.add_argument("--size", type=int, default=1_000_000)
+    scoring.add_argument("--json", action="store_true", help="print JSON only")
     search = sub.add_parser("retrieval", help="kNN search and re-ranking cost")
     search.add_argument("--sizes", default="100000,1000000", help="gallery sizes")
     search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="generated JPEGs")
@@ -262,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--rerank-images", type=int, default=20)
     search.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
-    if args.command == "retrieval":
+    if args.command == "metrics":
+        result = bench_metrics(args.size)
+        show = _print_metrics
+    elif args.command == "retrieval":
         from utils.bench_retrieval import bench_rerank, bench_search
 
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
