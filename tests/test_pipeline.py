@@ -97,3 +97,20 @@ def test_default_parameters_for_another_root(tmp_path):
 def test_main_reports_bad_only(tmp_path, capsys):
     assert pipeline.main(["--data-root", str(tmp_path), "--only", "99"]) == 2
     assert "--only names no notebook" in capsys.readouterr().err
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_all_numbered_notebooks_run_in_order_on_the_tiny_profile(
+    tiny_root, tiny_manifest, tmp_path
+):
+    """The runner's hand-over: 05 finds 04's checkpoint through RUN_DIR."""
+    out = tmp_path / "run"
+    code = pipeline.main(
+        ["--data-root", str(tiny_root), "--manifest", str(tiny_manifest), "--out", str(out)]
+    )
+    assert code == 0
+    notebooks = pipeline.discover(pipeline.REPO / "notebooks")
+    assert all((out / nb.name).is_file() for nb in notebooks)
+    assert (out / "04_train_effnet" / "best.pt").is_file()
+    assert (out / "05_delf_rerank" / "test_results.json").is_file()
