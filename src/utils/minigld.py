@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 
 from utils.camera import degrade, photo_size, photograph
 from utils.gldv2 import image_path
-from utils.render import KINDS, SCENES, LandmarkSpec, landmark_layers, non_landmark_scene
+from utils.render import KINDS, LandmarkSpec, landmark_layers
+from utils.scenes import SCENES, non_landmark_scene
 
 NOISE_RATE = 0.02
 _TEMPLATES = {
