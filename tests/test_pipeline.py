@@ -60,6 +60,7 @@ def test_failing_cell_is_named(tmp_path, capsys):
     write_notebook(folder / "01_ok.ipynb", "x = 1")
     write_notebook(folder / "02_bad.ipynb", "y = 2", "raise ValueError('boom in cell')")
     write_notebook(folder / "03_never.ipynb", "z = 3")
+    (tmp_path / "train.csv").write_text("id,landmark_id\nabc,1\n")
     code = pipeline.main(
         ["--data-root", str(tmp_path), "--notebooks", str(folder), "--out", str(tmp_path / "run")]
     )
@@ -92,6 +93,13 @@ def test_default_parameters_for_a_mini_dataset(tiny_root):
 def test_default_parameters_for_another_root(tmp_path):
     params = pipeline.default_parameters(tmp_path, "default", None)
     assert params["TOP"] == pipeline.REAL_TOP and params["MANIFEST_DIR"] == ""
+
+
+def test_main_reports_a_folder_that_is_not_a_data_root(tmp_path, capsys):
+    assert pipeline.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "file not found (expected a CSV with columns id,landmark_id)"
+    assert err == f"error: {tmp_path / 'train.csv'}: {expected}"
 
 
 def test_main_reports_bad_only(tmp_path, capsys):

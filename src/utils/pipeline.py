@@ -27,7 +27,7 @@ from nbclient.exceptions import CellTimeoutError
 from papermill.exceptions import PapermillExecutionError
 
 from utils import minigld
-from utils.gldv2 import KAGGLE_ROOT, default_data_root
+from utils.gldv2 import KAGGLE_ROOT, TRAIN_COLUMNS, default_data_root, read_csv_checked
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-N landmarks per data source: the report's 100 on GLDv2; fewer on the mini datasets.
@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         notebooks = discover(args.notebooks, args.only.split(",") if args.only else None)
         parameters = default_parameters(args.data_root, args.profile, args.manifest)
+        # fail in one line, before any kernel starts, on a folder that is not a data root
+        read_csv_checked(Path(parameters["DATA_ROOT"]) / "train.csv", TRAIN_COLUMNS, nrows=5)
         run_pipeline(notebooks, parameters, out, args.cell_timeout, args.kernel)
     except NotebookFailure as err:
         print(f"pipeline stopped: {err}", file=sys.stderr)
