@@ -91,3 +91,30 @@ def test_loader_settings(tiny_root):
     loader = make_loader(data, batch_size=4, workers=2, pin_memory=False)
     assert loader.persistent_workers and loader.num_workers == 2 and not loader.pin_memory
     assert make_loader(data, workers=0).pin_memory == torch.cuda.is_available()
+
+
+def test_skip_broken_reports_once_and_goes_on(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    good = tmp_path / "train" / "g" / "o" / "o" / "good.jpg"
+    bad = tmp_path / "train" / "b" / "a" / "d" / "bad.jpg"
+    good.parent.mkdir(parents=True)
+    bad.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(good)
+    bad.write_bytes(b"not a jpeg")
+    frame = pd.DataFrame({"id": ["bad", "good"], "landmark_id": [1, 2]})
+    data = ManifestDataset(frame, tmp_path, ClassMap([1, 2]), skip_broken=True)
+    with pytest.warns(UserWarning, match="bad.jpg: cannot read image .image id bad.*next readable"):
+        image, label = data[0]
+    assert label == 1 and image[0, 0, 0] > 200  # the next readable row: "good", landmark 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported once, not at every epoch
+        data[0]
+    all_bad = ManifestDataset(frame.iloc[:1], tmp_path, ClassMap([1]), skip_broken=True)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ImageLoadError, match="no image of this manifest"),
+    ):
+        all_bad[0]

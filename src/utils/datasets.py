@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -89,6 +90,9 @@ class ManifestDataset(Dataset):
         transform: albumentations transform (``transform(image=...)["image"]``) or None.
         min_side: shorter side JPEGs may be decoded at (None: full size).
         check_files: verify at construction that every image exists, naming the first missing.
+        skip_broken: an unreadable image is reported once (a warning naming id and file) and
+            replaced by the next readable row of the manifest, so that a long training goes on;
+            otherwise it raises `ImageLoadError`.
         split: the image folder under ``data_root`` (``train`` or ``test``).
     """
 
@@ -101,6 +105,7 @@ class ManifestDataset(Dataset):
         min_side: int | None = None,
         check_files: bool = True,
         split: str = "train",
+        skip_broken: bool = False,
     ):
         if not isinstance(manifest, pd.DataFrame):
             manifest = read_csv_checked(manifest, ("id", "landmark_id"), dtype={"id": str})
@@ -108,6 +113,7 @@ class ManifestDataset(Dataset):
         self.labels = [class_map.index(i) for i in manifest["landmark_id"]]
         self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
+        self.skip_broken, self.broken = skip_broken, set()
         if check_files:
             missing = [(i, p) for i, p in zip(self.ids, self.paths, strict=True) if not p.is_file()]
             if missing:
@@ -121,11 +127,20 @@ class ManifestDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int):
-        try:
-            image = load_image(self.paths[index], min_side=self.min_side)
-        except ImageLoadError as err:
-            raise ImageLoadError(err.path, f"image id {self.ids[index]}: {err.reason}") from err
-        return _apply(self.transform, image), self.labels[index]
+        for offset in range(len(self.ids)):
+            row = (index + offset) % len(self.ids)
+            try:
+                image = load_image(self.paths[row], min_side=self.min_side)
+            except ImageLoadError as err:
+                error = ImageLoadError(err.path, f"image id {self.ids[row]}: {err.reason}")
+                if not self.skip_broken:
+                    raise error from err
+                if row not in self.broken:
+                    self.broken.add(row)
+                    warnings.warn(f"{error}; using the next readable image", stacklevel=2)
+                continue
+            return _apply(self.transform, image), self.labels[row]
+        raise ImageLoadError(self.paths[index], "no image of this manifest can be read")
 
 
 class FolderDataset(Dataset):

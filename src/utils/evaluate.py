@@ -43,7 +43,11 @@ def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
 
 
 def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = False):
-    """One manifest split (capped) with the run's transform: augmented when ``train``."""
+    """One manifest split (capped) with the run's transform: augmented when ``train``.
+
+    An unreadable image is reported once and replaced by the next readable row, so that a long
+    training or evaluation is not lost to one broken file (`ManifestDataset`'s ``skip_broken``).
+    """
     frame = read_manifests(config["manifest_dir"]).split(split)
     frame = cap(frame, config["max_images"], config["seed"])
     size, pipeline = config["image_size"], config["pipeline"]
@@ -52,7 +56,9 @@ def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = F
     else:
         transform = eval_transform(size, pipeline)
     side = decode_side(size, pipeline, train=train)
-    return ManifestDataset(frame, config["data_root"], class_map, transform, min_side=side)
+    return ManifestDataset(
+        frame, config["data_root"], class_map, transform, min_side=side, skip_broken=True
+    )
 
 
 @torch.no_grad()
