@@ -35,6 +35,7 @@ import numpy as np
 
 from utils.bench_loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench_train import bench_train, print_train
+from utils.images import image_files
 
 
 def bench_metrics(size: int, loop_size: int = 100_000, seed: int = 0) -> dict:
@@ -137,8 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         if args.photos is not None:
-            from utils.recognize import image_files
-
             photos = image_files(args.photos)[: args.rerank_images]
         else:
             photos = make_bench_jpegs(args.images, args.rerank_images)

@@ -26,9 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from utils.gldv2 import image_path, read_csv_checked
-from utils.images import ImageLoadError, load_image
+from utils.images import IMAGE_SUFFIXES, ImageLoadError, image_files, load_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 Transform = Callable[..., dict]
 
 
@@ -157,7 +156,7 @@ class FolderDataset(Dataset):
             folder = Path(source)
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: image folder not found")
-            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            paths = image_files(folder)
             if not paths:
                 raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         else:

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 _WHITE = (255, 255, 255)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class ImageLoadError(OSError):
@@ -140,6 +141,13 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as err:
         # Pillow reports truncated data as OSError and broken headers as SyntaxError.
         raise ImageLoadError(path, f"{type(err).__name__}: {err}") from err
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files (by suffix, `IMAGE_SUFFIXES`) under ``folder``, recursively, sorted."""
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
 
 
 @dataclass

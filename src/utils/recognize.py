@@ -41,8 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from utils.datasets import IMAGE_SUFFIXES
-from utils.images import ImageLoadError, load_image
+from utils.images import ImageLoadError, image_files, load_image
 from utils.local_features import LocalExtractor, LocalFeatures, RootSift
 from utils.rerank import MatchSettings, PairMatch, landmark_evidence, match_pair
 
@@ -69,13 +68,6 @@ class Recognition:
     confidence: float
     evidence: dict
     candidates: list[Candidate]
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted."""
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
 
 
 def read_gallery(folder: str | Path) -> tuple[list[Path], list[str]]:

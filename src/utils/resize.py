@@ -21,9 +21,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from utils.images import BadFiles, ImageLoadError, load_image
+from utils.images import BadFiles, ImageLoadError, image_files, load_image
 
-SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 BROKEN_REPORT = "resize_broken.csv"
 
 
@@ -92,7 +91,7 @@ def resize_tree(
         raise FileNotFoundError(f"{src}: source folder not found")
     if short_side < 1:
         raise ValueError(f"--short-side must be positive, got {short_side}")
-    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    files = image_files(src)
     if dst.is_dir():
         for stale in dst.rglob(".*.part"):  # left by a run that was killed mid-write
             stale.unlink()
