@@ -131,11 +131,15 @@ class Recognizer:
         return self
 
     def _evidence(self, labels, inliers, cosine) -> dict:
-        """Per-landmark evidence: summed excess inliers, or (``max``) the most inliers."""
-        if self.aggregate == "max":
+        """Per-landmark evidence (module docstring), or its best photo's value.
+
+        ``max``: the most inliers of any of its photos; without local features: the best cosine.
+        """
+        if self.extractor is None or self.aggregate == "max":
+            values = cosine if self.extractor is None else inliers
             best: dict = {}
-            for label, value in zip(labels, inliers, strict=True):
-                best[label] = max(best.get(label, 0.0), float(value))
+            for label, value in zip(labels, values, strict=True):
+                best[label] = max(best.get(label, -np.inf), float(value))
             return best
         return landmark_evidence(labels, inliers, self.floor, cosine)
 
@@ -191,11 +195,6 @@ class Recognizer:
         labels = [self.labels[j] for j in order]
         inliers = np.array([m.inliers if m else 0 for m in matches.values()], np.float64)
         evidence = self._evidence(labels, inliers, cosine[order] if emb is not None else None)
-        if self.extractor is None:  # global only: evidence is the best cosine per landmark
-            evidence = {
-                lab: max(float(cosine[j]) for j in order if self.labels[j] == lab)
-                for lab in set(labels)
-            }
         best = max(evidence, key=evidence.get) if evidence else None
         value = evidence.get(best, 0.0)
         confidence = value / (value + self.tau) if value > 0 else 0.0
