@@ -165,10 +165,10 @@ class DelfExtractor:
         """Features of an RGB uint8 image (keypoints in its own pixel coordinates)."""
         base, base_scale = resize_longer(image, self.max_side)
         points, descriptors, strengths = [], [], []
+        pixels = torch.from_numpy(np.ascontiguousarray(base)).permute(2, 0, 1)[None].float() / 255
         for scale in self.scales:
             size = (max(16, round(base.shape[1] * scale)), max(16, round(base.shape[0] * scale)))
-            x = torch.from_numpy(np.ascontiguousarray(base)).permute(2, 0, 1)[None].float() / 255
-            x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+            x = F.interpolate(pixels, size=(size[1], size[0]), mode="bilinear", align_corners=False)
             x = ((x - self.mean) / self.std).to(self.device)
             fmap, attention = self.delf.maps(x)
             h, w = fmap.shape[-2:]
