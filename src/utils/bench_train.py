@@ -13,6 +13,8 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
     """Training images/s of ``model`` on random data; ``fast``: AMP + channels_last (CUDA)."""
     import torch
 
+    from utils.train import train_step
+
     memory = torch.channels_last if fast else torch.contiguous_format
     model = model.to(device, memory_format=memory).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -21,12 +23,7 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
     labels = torch.randint(0, 10, (batch,), device=device)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.float16, enabled=fast):
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        train_step(model, images, labels, optimizer, scaler, fast)
 
     for _ in range(2):
         step()

@@ -103,6 +103,28 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def train_step(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on cross-entropy, in float16 autocast when ``amp``.
+
+    Returns the logits ``(B, n)`` and the loss (a scalar tensor).
+    """
+    with torch.autocast(images.device.type, dtype=torch.float16, enabled=amp):
+        logits = net(images)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
+
+
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
@@ -166,7 +188,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     )
     val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
     end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
-    loss_fn = nn.CrossEntropyLoss()
 
     for epoch in range(start, end):
         if sampler is not None:
@@ -191,13 +212,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                 device, non_blocking=True, memory_format=memory or torch.preserve_format
             )
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(images)
-                loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            logits, loss = train_step(net, images, labels, optimizer, scaler, use_amp)
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
             hits += int((logits.argmax(1) == labels).sum())
