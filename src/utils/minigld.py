@@ -252,21 +252,21 @@ def generate(
     return summary
 
 
+def read_marker(root: str | Path) -> dict:
+    """The ``minigld.json`` of a finished dataset at ``root``, or ``{}`` for any other folder."""
+    marker = Path(root) / "minigld.json"
+    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+
+
 def is_complete(out: str | Path, profile: str, seed: int) -> bool:
     """Whether ``out`` holds a finished dataset of this profile and seed."""
-    marker = Path(out) / "minigld.json"
-    if not marker.is_file():
-        return False
-    summary = json.loads(marker.read_text(encoding="utf-8"))
+    summary = read_marker(out)
     return summary.get("profile") == profile and summary.get("seed") == seed
 
 
 def profile_of(root: str | Path) -> str | None:
     """The profile of a finished mini dataset at ``root``, or None for any other folder."""
-    marker = Path(root) / "minigld.json"
-    if not marker.is_file():
-        return None
-    return json.loads(marker.read_text(encoding="utf-8")).get("profile")
+    return read_marker(root).get("profile")
 
 
 def ensure(out: str | Path, profile: str = "default", seed: int = 0, progress: bool = True) -> Path:
