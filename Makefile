@@ -26,10 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests
 
 data: $(STAMP)
-	$(BIN)/python -m utils.minigld --out data/minigld-$(PROFILE) --profile $(PROFILE) --if-missing
+	$(BIN)/python -m utils minigld --out data/minigld-$(PROFILE) --profile $(PROFILE) --if-missing
 
 pipeline: data
-	$(BIN)/python -m utils.pipeline --profile $(PROFILE) --out outputs/$(RUN)
+	$(BIN)/python -m utils pipeline --profile $(PROFILE) --out outputs/$(RUN)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils import manifests, minigld
+from utils import minigld
+from utils.data import manifests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

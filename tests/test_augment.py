@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import augment
+from utils.data import augment
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_seeded_determinism(photo):
 def test_odd_inputs_through_load_image(tmp_path, kind):
     from PIL import Image
 
-    from utils.images import load_image
+    from utils.data.images import load_image
 
     rng = np.random.default_rng(0)
     base = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))

@@ -1,10 +1,10 @@
-"""The benchmarks run (speed itself is measured by `python -m utils.bench`, not asserted)."""
+"""The benchmarks run (speed itself is measured by `python -m utils bench`, not asserted)."""
 
 import json
 
 from PIL import Image
 
-from utils import bench
+from utils.bench import cli as bench
 
 
 def test_bench_jpegs_are_made_once_in_the_documented_range(tmp_path):

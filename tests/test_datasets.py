@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from utils import augment, manifests
-from utils.datasets import ClassMap, FolderDataset, ManifestDataset, make_loader
-from utils.images import ImageLoadError
+from utils.data import augment, manifests
+from utils.data.datasets import ClassMap, FolderDataset, ManifestDataset, make_loader
+from utils.data.images import ImageLoadError
 
 
 def test_class_map_roundtrip(tmp_path):
@@ -57,8 +57,14 @@ def test_folder_dataset(tiny_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="image folder not found"):
         FolderDataset(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no images"):
+    with pytest.raises(ValueError, match="no image files"):
         FolderDataset(tmp_path / "empty")
+    (tmp_path / "empty" / "broken.jpg").write_bytes(b"")
+    files = [*data.paths[:2], tmp_path / "empty" / "broken.jpg"]
+    dropping = FolderDataset(files, transform=augment.eval_transform(32), on_broken="drop")
+    assert dropping[1][2] == 1
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        assert dropping[2] is None
 
 
 def batches(loader, count=2):
@@ -93,7 +99,7 @@ def test_loader_settings(tiny_root):
     assert make_loader(data, workers=0).pin_memory == torch.cuda.is_available()
 
 
-def test_skip_broken_reports_once_and_goes_on(tmp_path):
+def test_replace_broken_reports_once_and_goes_on(tmp_path):
     import warnings
 
     from PIL import Image
@@ -105,16 +111,41 @@ def test_skip_broken_reports_once_and_goes_on(tmp_path):
     Image.new("RGB", (8, 8), (255, 0, 0)).save(good)
     bad.write_bytes(b"not a jpeg")
     frame = pd.DataFrame({"id": ["bad", "good"], "landmark_id": [1, 2]})
-    data = ManifestDataset(frame, tmp_path, ClassMap([1, 2]), skip_broken=True)
+    data = ManifestDataset(frame, tmp_path, ClassMap([1, 2]), on_broken="replace")
     with pytest.warns(UserWarning, match="bad.jpg: cannot read image .image id bad.*next readable"):
         image, label = data[0]
     assert label == 1 and image[0, 0, 0] > 200  # the next readable row: "good", landmark 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reported once, not at every epoch
         data[0]
-    all_bad = ManifestDataset(frame.iloc[:1], tmp_path, ClassMap([1]), skip_broken=True)
+    all_bad = ManifestDataset(frame.iloc[:1], tmp_path, ClassMap([1]), on_broken="replace")
     with (
         pytest.warns(UserWarning),
         pytest.raises(ImageLoadError, match="no image of this manifest"),
     ):
         all_bad[0]
+
+
+def test_drop_broken_keeps_rows_aligned(tmp_path):
+    from PIL import Image
+
+    from utils.data.datasets import drop_broken_collate
+
+    for name, colour in (("aaa", (255, 0, 0)), ("ccc", (0, 0, 255))):
+        path = tmp_path / "train" / name[0] / name[1] / name[2] / f"{name}.jpg"
+        path.parent.mkdir(parents=True)
+        Image.new("RGB", (8, 8), colour).save(path)
+    bad = tmp_path / "train" / "b" / "b" / "b" / "bbb.jpg"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"")
+    frame = pd.DataFrame({"id": ["aaa", "bbb", "ccc"], "landmark_id": [1, 2, 3]})
+    data = ManifestDataset(frame, tmp_path, ClassMap([1, 2, 3]), on_broken="drop")
+    with pytest.warns(UserWarning, match="bbb.jpg.*left out of the evaluation"):
+        items = [data[i] for i in range(3)]
+    assert items[1] is None
+    batch = drop_broken_collate(items)
+    assert batch[1].tolist() == [0, 2] and batch[2].tolist() == [0, 2]  # labels and rows
+    assert batch[0][1, 0, 0, 2] > 200  # row 2 is the blue image, not a neighbour's
+    assert drop_broken_collate([None, None]) is None
+    with pytest.raises(ValueError, match="on_broken must be one of"):
+        ManifestDataset(frame, tmp_path, ClassMap([1, 2, 3]), on_broken="skip")

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import save
-from utils import eda
+from utils.data import eda
 
 
 def test_constant_image():

@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils import gldv2
-from utils.gldv2 import DataContractError
+from utils.data import gldv2
+from utils.data.gldv2 import DataContractError
 
 
 def write(path: Path, text: str) -> Path:

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import save
-from utils.images import BadFiles, ImageLoadError, iter_images, load_image
+from utils.data.images import BadFiles, ImageLoadError, iter_images, load_image
 
 
 def test_rgb_jpeg_roundtrip_shape_dtype(tmp_path, rgb):

@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils import gldv2, manifests
+from utils.cli import main as cli_main
+from utils.data import manifests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,17 +91,14 @@ def test_split_table(tiny_manifest):
 def test_cli(tmp_path, tiny_root, capsys):
     out = tmp_path / "m"
     assert (
-        gldv2.main(["manifest", "--data-root", str(tiny_root), "--top", "3", "--out", str(out)])
-        == 0
+        cli_main(["manifest", "--data-root", str(tiny_root), "--top", "3", "--out", str(out)]) == 0
     )
     assert "3 classes" in capsys.readouterr().out
     assert (out / "summary.json").is_file()
     assert (
-        gldv2.main(["manifest", "--data-root", str(tiny_root), "--top", "999", "--out", str(out)])
+        cli_main(["manifest", "--data-root", str(tiny_root), "--top", "999", "--out", str(out)])
         == 2
     )
     assert "larger than the 6 classes" in capsys.readouterr().err
-    assert (
-        gldv2.main(["manifest", "--data-root", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
-    )
+    assert cli_main(["manifest", "--data-root", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "train.csv" in capsys.readouterr().err

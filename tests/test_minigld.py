@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils import gldv2, minigld
-from utils.images import load_image
-from utils.render import KINDS, LandmarkSpec, landmark_layers
+from utils import minigld
+from utils.data import gldv2
+from utils.data.images import load_image
+from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
 
 
 def tree_digest(root) -> dict[str, str]:

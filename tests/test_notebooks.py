@@ -9,6 +9,8 @@ import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from utils import pipeline
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -63,18 +65,39 @@ def test_parameters_cell_is_plain_typed_literals(path):
     assert "OUTPUT_DIR" in declared and "DATA_ROOT" in declared
 
 
+# What the suite overrides so that the whole chain runs in about a minute on 2 CPU cores.
+TINY_OVERRIDES = {
+    "IMAGE_SIZE": 32,
+    "EPOCHS": 1,
+    "WORKERS": 0,
+    "WANDB_MODE": "disabled",
+    "DEVICE": "cpu",
+    "ATTENTION_EPOCHS": 1,
+    "K": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_root, tiny_manifest, tmp_path_factory) -> Path:
+    """Every numbered notebook run once, in order, through the runner on the tiny profile."""
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    parameters = pipeline.default_parameters(tiny_root, "tiny", tiny_manifest)
+    notebooks = pipeline.discover(REPO / "notebooks")
+    pipeline.run_pipeline(notebooks, {**parameters, **TINY_OVERRIDES}, out, progress=False)
+    return out
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_01_and_02_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
-    out = tmp_path / "run"
-    common = {"DATA_ROOT": str(tiny_root), "MANIFEST_DIR": str(tiny_manifest)}
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / "01_eda.ipynb"),
-        str(tmp_path / "01.ipynb"),
-        parameters={**common, "OUTPUT_DIR": str(out / "01")},
-        progress_bar=False,
-        cwd=str(REPO / "notebooks"),
-    )
+def test_every_notebook_ran_and_left_its_executed_copy(tiny_run):
+    for notebook in NOTEBOOKS:
+        assert (tiny_run / notebook.name).is_file(), notebook.name
+        assert (tiny_run / f"{notebook.stem}.log").is_file(), notebook.name
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_01_writes_its_figures_and_tables(tiny_run):
     for name in (
         "class_distribution.png",
         "examples.png",
@@ -82,20 +105,17 @@ def test_01_and_02_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
         "image_stats.csv",
         "summary.json",
     ):
-        assert (out / "01" / name).is_file(), name
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / "02_preprocess.ipynb"),
-        str(tmp_path / "02.ipynb"),
-        parameters={**common, "OUTPUT_DIR": str(out / "02"), "TOP": 5},
-        progress_bar=False,
-        cwd=str(REPO / "notebooks"),
-    )
+        assert (tiny_run / "01_eda" / name).is_file(), name
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_rebuilds_the_committed_manifests(tiny_run, tiny_manifest):
     for name in ("train.csv", "val.csv", "test.csv", "summary.json"):
-        assert (out / "02" / "manifests" / name).read_bytes() == (tiny_manifest / name).read_bytes()
-    assert (
-        "identical to" in (tmp_path / "02.ipynb").read_text()
-        and ": True" in (tmp_path / "02.ipynb").read_text()
-    )
+        built = tiny_run / "02_preprocess" / "manifests" / name
+        assert built.read_bytes() == (tiny_manifest / name).read_bytes()
+    executed = (tiny_run / "02_preprocess.ipynb").read_text()
+    assert "identical to" in executed and ": True" in executed
 
 
 def test_resnet_and_effnet_notebooks_differ_only_in_parameters():
@@ -119,25 +139,8 @@ def test_resnet_and_effnet_notebooks_differ_only_in_parameters():
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["03_train_resnet.ipynb", "04_train_effnet.ipynb"])
-def test_training_notebooks_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest, name):
-    out = tmp_path / "out"
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / name),
-        str(tmp_path / name),
-        parameters={
-            "DATA_ROOT": str(tiny_root),
-            "MANIFEST_DIR": str(tiny_manifest),
-            "OUTPUT_DIR": str(out),
-            "IMAGE_SIZE": 32,
-            "EPOCHS": 1,
-            "WORKERS": 0,
-            "WANDB_MODE": "disabled",
-            "DEVICE": "cpu",
-        },
-        progress_bar=False,
-        cwd=str(REPO / "notebooks"),
-    )
+@pytest.mark.parametrize("name", ["03_train_resnet", "04_train_effnet"])
+def test_training_notebooks_leave_checkpoints_metrics_and_curves(tiny_run, name):
     for artefact in (
         "best.pt",
         "last.pt",
@@ -146,43 +149,14 @@ def test_training_notebooks_run_on_the_tiny_profile(tmp_path, tiny_root, tiny_ma
         "test_metrics.json",
         "test_predictions.csv",
     ):
-        assert (out / artefact).is_file(), artefact
+        assert (tiny_run / name / artefact).is_file(), artefact
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_05_runs_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
-    from utils import train
-
-    config = train.TrainConfig(
-        data_root=str(tiny_root),
-        manifest_dir=str(tiny_manifest),
-        output_dir=str(tmp_path / "04"),
-        model="efficientnet-b2",
-        image_size=32,
-        epochs=1,
-        workers=0,
-        wandb_mode="disabled",
-    )
-    train.train(config, progress=False)
-    out = tmp_path / "05"
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / "05_delf_rerank.ipynb"),
-        str(tmp_path / "05.ipynb"),
-        parameters={
-            "DATA_ROOT": str(tiny_root),
-            "MANIFEST_DIR": str(tiny_manifest),
-            "OUTPUT_DIR": str(out),
-            "RUN_DIR": str(tmp_path),
-            "CHECKPOINT": str(tmp_path / "04" / "best.pt"),
-            "ATTENTION_EPOCHS": 1,
-            "WORKERS": 0,
-            "DEVICE": "cpu",
-            "K": 5,
-        },
-        progress_bar=False,
-        cwd=str(REPO / "notebooks"),
-    )
+def test_05_reranks_with_the_checkpoint_of_04(tiny_run):
+    """The runner's hand-over: 05 finds 04's checkpoint through RUN_DIR."""
+    out = tiny_run / "05_delf_rerank"
     results = json.loads((out / "test_results.json").read_text())
     assert set(results) == {
         "retrieval top1",
@@ -192,3 +166,8 @@ def test_05_runs_on_the_tiny_profile(tmp_path, tiny_root, tiny_manifest):
     }
     for name in ("delf.pt", "gallery.npy", "delf_keypoints.png", "sift_inliers.png"):
         assert (out / name).is_file(), name
+
+
+def test_runner_finds_every_override_declared_somewhere():
+    declared = set().union(*(papermill.inspect_notebook(str(nb)) for nb in NOTEBOOKS))
+    assert set(TINY_OVERRIDES) <= declared

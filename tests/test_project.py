@@ -29,7 +29,8 @@ def test_ci_runs_make_test_and_readme_documents_it():
 
 def test_importing_the_package_does_no_work():
     code = (
-        "import sys, utils, utils.gldv2, utils.images, utils.eda, utils.minigld, utils.manifests, "
-        "utils.pipeline\nassert 'torch' not in sys.modules, 'torch imported at import time'"
+        "import sys, utils, utils.cli, utils.data.gldv2, utils.data.images, utils.data.eda, "
+        "utils.data.manifests, utils.minigld, utils.pipeline, utils.metrics, utils.submission\n"
+        "assert 'torch' not in sys.modules, 'torch imported at import time'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils import realphotos
+from utils.retrieval import realphotos
 
 
 def test_three_fold_protocol():

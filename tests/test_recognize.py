@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import textured, warp
-from utils import recognize
-from utils.local_features import RootSift
-from utils.recognize import Recognizer
+from utils.retrieval import recognize
+from utils.retrieval.local_features import RootSift
+from utils.retrieval.recognize import Recognizer
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
 
@@ -53,7 +54,7 @@ def test_gallery_errors(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_recognize_cli_on_real_photos(tmp_path):
+def test_recognize_cli_on_real_photos(tmp_path, capsys):
     if not PHOTOS.is_dir():
         pytest.skip("../shared/real-photos is not here (team-only material)")
     gallery = tmp_path / "gallery"
@@ -71,6 +72,8 @@ def test_recognize_cli_on_real_photos(tmp_path):
     shutil.copy(PHOTOS / "sacre_coeur_07.jpg", queries / "held_out.jpg")
     shutil.copy(PHOTOS / "non_landmark_01.jpg", queries / "not_a_landmark.jpg")
     (queries / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    Image.open(PHOTOS / "sacre_coeur_06.jpg").convert("P").save(queries / "as_gif.gif")
+    (queries / "notes.txt").write_text("not an image")
     out = tmp_path / "predictions.csv"
     with pytest.warns(UserWarning, match="broken.jpg"):
         code = recognize.main(
@@ -90,7 +93,10 @@ def test_recognize_cli_on_real_photos(tmp_path):
     assert list(table.columns) == ["landmark", "confidence"]
     assert table.loc["held_out", "landmark"] == "sacre_coeur"
     assert table.loc["not_a_landmark", "landmark"] == ""
-    assert table.loc["broken", "landmark"] == "" and len(table) == 3
+    assert table.loc["broken", "landmark"] == "" and len(table) == 4
+    assert table.loc["as_gif", "landmark"] == "sacre_coeur"  # every format Pillow opens
+    err = capsys.readouterr().err
+    assert "skipped (not an image format): " in err and "notes.txt" in err
     assert np.isfinite(table["confidence"]).all()
     details = json.loads((tmp_path / "details.json").read_text())
     similar = details["held_out"]["similar"]
@@ -103,8 +109,8 @@ def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:
     """A checkpoint in `utils.train`'s format around an untrained network."""
     import torch
 
-    from utils.checkpoint import save_atomic
     from utils.models import build_model
+    from utils.training.checkpoint import save_atomic
 
     model = build_model(model_name, 3)
     config = {"model": model_name, "image_size": 64, "pipeline": 2, "amp": False}
@@ -115,7 +121,7 @@ def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:
 
 
 def test_global_embeddings_with_a_checkpoint(tmp_path):
-    from utils.retrieval import checkpoint_embedder
+    from utils.retrieval.index import checkpoint_embedder
 
     embed = checkpoint_embedder(fake_checkpoint(tmp_path / "m.pt"))
     images = [warp(textured(i), seed=0) for i in range(3)]
@@ -134,9 +140,10 @@ def test_global_embeddings_with_a_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_delf_local_features_from_a_checkpoint(tmp_path):
-    from utils.checkpoint import load
     from utils.models import build_model
-    from utils.models.delf import Delf, save_delf
+    from utils.models.delf import Delf
+    from utils.retrieval.delf_features import save_delf
+    from utils.training.checkpoint import load
 
     state = load(fake_checkpoint(tmp_path / "m.pt"))
     model = build_model("mobilenet_v2", 3)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import textured, warp
-from utils.local_features import LocalFeatures, RootSift, root_sift
-from utils.rerank import MatchSettings, landmark_evidence, match_descriptors, match_pair
+from utils.retrieval.local_features import LocalFeatures, RootSift, root_sift
+from utils.retrieval.rerank import MatchSettings, landmark_evidence, match_descriptors, match_pair
 
 
 def test_root_sift_is_unit_length_hellinger():
@@ -67,7 +67,7 @@ def test_real_photo_pair_if_available():
     photos = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
     if not photos.is_dir():
         pytest.skip("../shared/real-photos is not here (team-only material)")
-    from utils.images import load_image
+    from utils.data.images import load_image
 
     ex = RootSift()
     a, b = (ex.extract(load_image(photos / f"sacre_coeur_0{i}.jpg")) for i in (1, 2))

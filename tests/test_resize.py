@@ -3,9 +3,9 @@ import csv
 import numpy as np
 from PIL import Image
 
-from utils import images
-from utils.images import load_image
-from utils.resize import resize_tree, shrink
+from utils.cli import main as cli_main
+from utils.data.images import load_image
+from utils.data.resize import resize_tree, shrink
 
 
 def make_tree(root, count=6):
@@ -46,7 +46,7 @@ def test_broken_files_are_skipped_and_reported(tmp_path, capsys):
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
     (src / "empty.jpg").write_bytes(b"")
     dst = tmp_path / "dst"
-    assert images.main(["resize", "--src", str(src), "--dst", str(dst), "--short-side", "64"]) == 0
+    assert cli_main(["resize", "--src", str(src), "--dst", str(dst), "--short-side", "64"]) == 0
     out = capsys.readouterr().out
     assert "resized 3, already done 0, broken 2" in out and "broken.jpg" in out
     with open(dst / "resize_broken.csv") as handle:
@@ -55,5 +55,5 @@ def test_broken_files_are_skipped_and_reported(tmp_path, capsys):
 
 
 def test_missing_source(tmp_path, capsys):
-    assert images.main(["resize", "--src", str(tmp_path / "x"), "--dst", str(tmp_path)]) == 2
+    assert cli_main(["resize", "--src", str(tmp_path / "x"), "--dst", str(tmp_path)]) == 2
     assert "source folder not found" in capsys.readouterr().err

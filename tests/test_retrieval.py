@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from utils import augment, manifests, retrieval
-from utils.datasets import ClassMap, ManifestDataset, make_loader
+from utils.data import augment, manifests
+from utils.data.datasets import ClassMap, ManifestDataset, make_loader
 from utils.models import build_model
-from utils.models.delf import Delf, DelfExtractor, attention_pool, save_delf, train_attention
+from utils.models.delf import Delf, attention_pool, train_attention
+from utils.retrieval import index as retrieval
+from utils.retrieval.delf_features import DelfExtractor, save_delf
 
 
 def unit(rows: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from utils import metrics, submission
+from utils import submission
+from utils.cli import main as cli_main
 from utils.submission import SubmissionError
 
 
@@ -75,9 +76,9 @@ def test_cli_validate(tmp_path, capsys):
     sample = write(tmp_path / "sample.csv", "id,landmarks\na,\nb,\n")
     good = write(tmp_path / "good.csv", "id,landmarks\na,1 0.5\nb,\n")
     bad = write(tmp_path / "bad.csv", "id,landmarks\na,1 0.5\n")
-    assert submission.main(["validate", str(good), "--sample", str(sample)]) == 0
+    assert cli_main(["validate", str(good), "--sample", str(sample)]) == 0
     assert "valid" in capsys.readouterr().out
-    assert submission.main(["validate", str(bad), "--sample", str(sample)]) == 1
+    assert cli_main(["validate", str(bad), "--sample", str(sample)]) == 1
     assert "have no row: b" in capsys.readouterr().out
 
 
@@ -88,11 +89,11 @@ def test_score_and_metrics_cli(tmp_path, capsys):
     sub = write(tmp_path / "sub.csv", "id,landmarks\nq2,0 0.01\nq3,1 10.0\nq4,150 15.0\nq5,\nq1,\n")
     result = submission.score(submission.read_solution(solution), submission.read_submission(sub))
     assert result["gap"] == pytest.approx(1 / 6) and result["accuracy"] == pytest.approx(1 / 3)
-    assert metrics.main(["gap", "--solution", str(solution), "--submission", str(sub)]) == 0
+    assert cli_main(["gap", "--solution", str(solution), "--submission", str(sub)]) == 0
     out = capsys.readouterr().out
     assert "GAP 0.166667" in out and "accuracy 0.333333" in out
     partial = write(tmp_path / "partial.csv", "id,landmarks\nq3,1 0.9\nzz,1 0.1\n")
-    assert metrics.main(["gap", "--solution", str(solution), "--submission", str(partial)]) == 0
+    assert cli_main(["gap", "--solution", str(solution), "--submission", str(partial)]) == 0
     captured = capsys.readouterr()
     assert "GAP 0.333333" in captured.out and "no submission row" in captured.err
     assert "not in the solution" in captured.err

@@ -1,13 +1,22 @@
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from utils import checkpoint, evaluate, train
-from utils.train import TrainConfig
+from utils.training import checkpoint, devices, evaluate, train
+from utils.training.train import TrainConfig
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def config(tiny_root, tiny_manifest, out, **overrides) -> TrainConfig:
@@ -54,7 +63,26 @@ def test_one_epoch_on_cpu_writes_checkpoints_and_metrics(tiny_root, tiny_manifes
         out / "best.pt", "test", device="cpu", workers=0, progress=False
     )
     assert metrics["images"] == len(table) == 6 and 0 <= metrics["gap"] <= 1
+    assert metrics["dropped"] == 0
     assert set(table.columns) == {"id", "landmark_id", "predicted", "confidence"}
+
+    # an unreadable test image is dropped and counted; every prediction keeps its own id
+    broken_root = tmp_path / "broken"
+    shutil.copytree(tiny_root, broken_root)
+    model, class_map, run_config = checkpoint.load_trained(out / "best.pt")
+    run_config = {**run_config, "data_root": str(broken_root)}
+    data = evaluate.split_dataset(run_config, class_map, "test")
+    data.paths[2].write_bytes(b"")
+    with pytest.warns(UserWarning, match=f"image id {data.ids[2]}"):
+        pred = evaluate.predict(model, evaluate.split_loader(data, 4, 0), torch.device("cpu"))
+    assert pred["row"].tolist() == [0, 1, 3, 4, 5]
+    assert [class_map.index(i) for i in table["landmark_id"].drop(index=2)] == pred[
+        "label"
+    ].tolist()
+    assert table["predicted"].drop(index=2).tolist() == [
+        class_map.landmark(i) for i in pred["predicted"]
+    ]
+    assert evaluate.summarize(pred, len(data))["dropped"] == 1
 
 
 @pytest.mark.slow
@@ -88,8 +116,9 @@ def test_cuda_asked_for_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        evaluate.resolve_device("cuda")
-    assert evaluate.resolve_device("auto").type == "cpu"
+        devices.resolve_device("cuda")
+    assert devices.resolve_device("auto").type == "cpu"
+    assert devices.ddp_backend(torch.device("cpu")) == "gloo"  # even where CUDA exists
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
@@ -116,9 +145,10 @@ def test_ddp_with_two_cpu_processes(tiny_root, tiny_manifest, tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29517",
+        f"--master_port={free_port()}",
         "-m",
-        "utils.train",
+        "utils",
+        "train",
         "--data-root",
         str(tiny_root),
         "--manifest-dir",

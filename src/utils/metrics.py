@@ -19,13 +19,10 @@ predictions; all are pooled and sorted by confidence, and::
 
 so ``GAP@1 == GAP``.
 
-CLI: ``python -m utils.metrics gap --solution SOLUTION.csv --submission SUBMISSION.csv``.
+CLI: ``python -m utils gap --solution SOLUTION.csv --submission SUBMISSION.csv``.
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
 
 import numpy as np
 
@@ -138,39 +135,3 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m utils.metrics")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("gap", help="score a submission against a solution")
-    cmd.add_argument("--solution", required=True, help="id,landmarks (true ids, space-separated)")
-    cmd.add_argument("--submission", required=True, help="id,landmarks ('landmark confidence')")
-    cmd.add_argument("--ignore-non-landmarks", action="store_true")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: print GAP and accuracy of a submission."""
-    from utils.submission import SubmissionError, read_solution, read_submission, score
-
-    args = _parse_args(argv)
-    try:
-        solution = read_solution(args.solution)
-        submission = read_submission(args.submission)
-    except (SubmissionError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    result = score(solution, submission, ignore_non_landmarks=args.ignore_non_landmarks)
-    for warning in result.pop("warnings"):
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"GAP {result['gap']:.6f}")
-    print(
-        f"accuracy {result['accuracy']:.6f} (top-1 over {result['landmark_queries']} "
-        f"landmark queries; {result['queries']} queries, {result['predictions']} predictions)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Run the numbered notebooks in order with papermill.
 
-``python -m utils.pipeline [--data-root DIR] [--profile tiny|default] [--only 01,02]
+``python -m utils pipeline [--data-root DIR] [--profile tiny|default] [--only 01,02]
 [--out outputs/RUN]`` executes every ``notebooks/NN_*.ipynb`` (whatever numbered notebooks
 exist), writing the executed copy ``OUT/NN_name.ipynb``, its log ``OUT/NN_name.log`` and its
 artefacts under ``OUT/NN_name/``. Without ``--data-root`` the embedded mini dataset of the
@@ -8,13 +8,16 @@ profile is used (generated under ``data/`` when missing).
 
 Each notebook receives, among ``DATA_ROOT``, ``MANIFEST_DIR``, ``OUTPUT_DIR``, ``RUN_DIR``
 (the run folder, where earlier notebooks' artefacts are), ``TOP`` and ``PROFILE``, those that
-its ``parameters`` cell declares. On a failing cell the run stops and
-prints the notebook, the cell and the error.
+its ``parameters`` cell declares; ``--set NAME=VALUE`` (repeatable; VALUE a Python literal,
+else a string) passes more, e.g. ``--set EPOCHS=1 --set DEVICE=cpu``, to every notebook that
+declares NAME. On a failing cell the run stops and prints the notebook, the cell and the
+error. Kernels talk to the runner over local IPC sockets, not TCP.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import sys
 import time
@@ -23,16 +26,24 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import traitlets
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError
 from papermill.exceptions import PapermillExecutionError
 
 from utils import minigld
-from utils.gldv2 import KAGGLE_ROOT, TRAIN_COLUMNS, default_data_root, read_csv_checked
+from utils.data.gldv2 import KAGGLE_ROOT, TRAIN_COLUMNS, default_data_root, read_csv_checked
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-N landmarks per data source: the report's 100 on GLDv2; fewer on the mini datasets.
 PROFILE_TOP = {"tiny": 5, "default": 30}
 REAL_TOP = 100
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels listen on IPC sockets beside their connection file."""
+
+    transport = traitlets.CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
 
 class NotebookFailure(RuntimeError):
@@ -119,6 +130,7 @@ def run_notebook(
             str(step.executed),
             parameters=given,
             kernel_name=kernel_name,
+            kernel_manager_class=IPCKernelManager,
             progress_bar=progress,
             log_output=True,
             cwd=str(step.notebook.parent),
@@ -172,6 +184,17 @@ def run_pipeline(
     return steps
 
 
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> ``(NAME, value)``: VALUE as a Python literal, else the string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise ValueError(f"--set expects NAME=VALUE, not {text!r}")
+    try:
+        return name.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name.strip(), value
+
+
 def default_parameters(data_root: Path | None, profile: str, manifest: Path | None) -> dict:
     """The parameters the runner offers every notebook (absolute paths).
 
@@ -196,10 +219,10 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
     parser = argparse.ArgumentParser(
-        prog="python -m utils.pipeline", description=__doc__.split("\n")[0]
+        prog="python -m utils pipeline", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--data-root",
@@ -207,18 +230,38 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="dataset folder (default: Kaggle's, else the embedded profile)",
     )
-    parser.add_argument("--profile", choices=sorted(minigld.PROFILES), default="default")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(minigld.PROFILES),
+        default="default",
+        help="embedded dataset profile (when no data root is given)",
+    )
     parser.add_argument("--manifest", type=Path, default=None, help="manifest folder to use")
     parser.add_argument("--only", default="", help="comma-separated prefixes, e.g. 01,02")
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/<profile>")
-    parser.add_argument("--notebooks", type=Path, default=REPO / "notebooks")
+    parser.add_argument(
+        "--notebooks", type=Path, default=REPO / "notebooks", help="folder of NN_*.ipynb"
+    )
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
     parser.add_argument("--kernel", default=None, help="Jupyter kernel (default: the notebook's)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another parameter for the notebooks that declare NAME (repeatable)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parser().parse_args(argv)
     out = (args.out or REPO / "outputs" / args.profile).resolve()
     try:
         notebooks = discover(args.notebooks, args.only.split(",") if args.only else None)
         parameters = default_parameters(args.data_root, args.profile, args.manifest)
+        parameters.update(parse_assignment(item) for item in args.set)
         # fail in one line, before any kernel starts, on a folder that is not a data root
         read_csv_checked(Path(parameters["DATA_ROOT"]) / "train.csv", TRAIN_COLUMNS, nrows=5)
         run_pipeline(notebooks, parameters, out, args.cell_timeout, args.kernel)
@@ -230,7 +273,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"all notebooks ran; outputs in {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -77,7 +77,7 @@ def augmentation_grid(
     View ``k`` comes from ``make_transform(seed=seed + k)``; its normalised tensor output is
     shown through `utils.augment.denormalize`.
     """
-    from utils.augment import denormalize
+    from utils.data.augment import denormalize
 
     transforms = [make_transform(seed=seed + k) for k in range(views - 1)]
     cells = []

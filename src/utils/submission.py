@@ -5,22 +5,20 @@ A submission is ``id,landmarks`` with one row per test id; ``landmarks`` is
 A solution is ``id,landmarks`` with the true landmark ids space-separated, empty for a photo
 without a landmark (``test_solution.csv`` of the mini dataset).
 
-CLI: ``python -m utils.submission validate SUBMISSION.csv --sample SAMPLE.csv`` prints one line
+CLI: ``python -m utils validate SUBMISSION.csv --sample SAMPLE.csv`` prints one line
 per problem and exits 1 when there is any.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from utils.gldv2 import SUBMISSION_COLUMNS, DataContractError, read_csv_checked
+from utils.data.gldv2 import SUBMISSION_COLUMNS, DataContractError, read_csv_checked
 from utils.metrics import NO_LANDMARK, gap_from_correct
 
 MAX_LINES = 20  # problems listed per kind before "... and N more"
@@ -200,23 +198,3 @@ def score(
         "predictions": int(has_prediction.sum()),
         "warnings": warnings,
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``validate``."""
-    parser = argparse.ArgumentParser(prog="python -m utils.submission")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("validate", help="check a submission file")
-    cmd.add_argument("submission", type=Path)
-    cmd.add_argument("--sample", type=Path, default=None, help="sample_submission.csv (test ids)")
-    args = parser.parse_args(argv)
-    problems = validate_submission(args.submission, sample=args.sample)
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"{args.submission}: valid")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

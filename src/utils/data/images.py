@@ -11,7 +11,7 @@ about 1.7x faster than Pillow at full size and scales by any factor k/8 (Pillow'
 1/2, 1/4, 1/8 only); CMYK JPEGs and every other format go through Pillow.
 
 A file that cannot be read raises `ImageLoadError`, which names the file and the reason.
-CLI: ``python -m utils.images resize --src DIR --dst DIR --short-side 384 [--workers N]``
+CLI: ``python -m utils resize --src DIR --dst DIR --short-side 384 [--workers N]``
 (see `utils.resize`).
 
 Batch code uses `iter_images` with a `BadFiles` log so that one broken file is skipped,
@@ -26,6 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 _WHITE = (255, 255, 255)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class ImageLoadError(OSError):
@@ -143,11 +143,35 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
         raise ImageLoadError(path, f"{type(err).__name__}: {err}") from err
 
 
-def image_files(folder: str | Path) -> list[Path]:
-    """Image files (by suffix, `IMAGE_SUFFIXES`) under ``folder``, recursively, sorted."""
-    return sorted(
-        p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+@cache
+def image_suffixes() -> frozenset[str]:
+    """Lower-case suffixes of every format Pillow can open here (``.jpg``, ``.gif``, ...)."""
+    Image.init()
+    return frozenset(
+        ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
     )
+
+
+def split_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """``(images, others)``: the files under ``folder`` (recursive, sorted) split by suffix.
+
+    Images are the files whose suffix Pillow can open (`image_suffixes`); ``others`` are the
+    rest (hidden files left out), for a batch job to list by name as skipped.
+    """
+    files = sorted(
+        p
+        for p in Path(folder).rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    suffixes = image_suffixes()
+    return [p for p in files if p.suffix.lower() in suffixes], [
+        p for p in files if p.suffix.lower() not in suffixes
+    ]
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files (by suffix, `image_suffixes`) under ``folder``, recursively, sorted."""
+    return split_files(folder)[0]
 
 
 @dataclass
@@ -191,29 +215,3 @@ def iter_images(
             yield Path(path), load_image(path, min_side=min_side)
         except ImageLoadError as err:
             bad.add(err)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``resize`` (a pre-resized copy of an image tree)."""
-    from utils.resize import resize_tree
-
-    parser = argparse.ArgumentParser(prog="python -m utils.images")
-    sub = parser.add_subparsers(dest="command", required=True)
-    resize = sub.add_parser("resize", help="mirror an image tree at a smaller size (resumable)")
-    resize.add_argument("--src", type=Path, required=True, help="source folder (e.g. train/)")
-    resize.add_argument("--dst", type=Path, required=True, help="destination folder")
-    resize.add_argument("--short-side", type=int, default=384, help="shorter side, pixels")
-    resize.add_argument("--workers", type=int, default=None, help="default: up to 4 cores")
-    resize.add_argument("--quality", type=int, default=90, help="JPEG quality")
-    args = parser.parse_args(argv)
-    try:
-        report = resize_tree(args.src, args.dst, args.short_side, args.workers, args.quality)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from utils.local_features import LocalFeatures
+from utils.retrieval.local_features import LocalFeatures
 
 # fewest tentative matches worth verifying (a model fits any smaller set exactly)
 MIN_POINTS = {"affine": 4, "homography": 6, "fundamental": 12}
@@ -121,6 +121,16 @@ def match_pair(
     return PairMatch(int(mask.sum()), len(pairs), points.astype(np.float32))
 
 
+def fused_score(cosine, inliers, cap: int = 20) -> np.ndarray:
+    """GLR 2019's fused per-image score ``cos + min(inliers, c) / c``, shape of the inputs.
+
+    ``cosine`` and ``inliers`` are ``(N,)`` (or broadcastable); ``c = cap`` bounds what
+    geometry adds (at most 1, as much as a perfect global match).
+    """
+    inliers = np.asarray(inliers, np.float64)
+    return np.asarray(cosine, np.float64) + np.minimum(inliers, cap) / cap
+
+
 def landmark_evidence(
     labels: Sequence[Hashable],
     inliers: np.ndarray,
@@ -143,7 +153,7 @@ def landmark_evidence(
     for label, value in zip(labels, excess, strict=True):
         evidence[label] = evidence.get(label, 0.0) + float(value)
     if cosine is not None:
-        fused = np.asarray(cosine) + np.minimum(np.asarray(inliers), cap) / cap
+        fused = fused_score(cosine, inliers, cap)
         for label in evidence:
             best = max(f for f, lab in zip(fused, labels, strict=True) if lab == label)
             evidence[label] += float(best)
@@ -163,50 +173,6 @@ def rerank_shortlist(
     `PairMatch` of every candidate, in the shortlist's order.
     """
     matches = [match_pair(query, c, settings) for c in candidates]
-    fused = np.asarray(cosine, np.float64) + np.array(
-        [min(m.inliers, cap) / cap for m in matches], np.float64
-    )
+    fused = fused_score(cosine, [m.inliers for m in matches], cap)
     best = int(np.argmax(fused))
     return best, float(fused[best]), matches
-
-
-def rerank_retrieval(
-    query_paths: Sequence,
-    gallery_paths: Sequence,
-    gallery_labels: Sequence,
-    cosines: np.ndarray,
-    indices: np.ndarray,
-    extractor,
-    top_k: int = 3,
-    settings: MatchSettings | None = None,
-    progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray, list]:
-    """`rerank_shortlist` over the ``top_k`` retrieved images of every query.
-
-    ``cosines`` and ``indices`` are the kNN result ``(Q, k >= top_k)``. Gallery features are
-    extracted once and cached. Returns predicted landmarks ``(Q,)``, confidences ``(Q,)`` and,
-    per query, the ``(gallery index, PairMatch)`` of its best candidate.
-    """
-    from tqdm.auto import tqdm
-
-    from utils.images import load_image
-
-    cache: dict[int, LocalFeatures] = {}
-    predicted, confidence, best = [], [], []
-    for q, path in enumerate(
-        tqdm(query_paths, desc=f"re-rank ({extractor.name})", disable=not progress)
-    ):
-        shortlist = [int(i) for i in indices[q, :top_k]]
-        for i in shortlist:
-            if i not in cache:
-                cache[i] = extractor.extract(load_image(gallery_paths[i]))
-        top, score, matches = rerank_shortlist(
-            extractor.extract(load_image(path)),
-            [cache[i] for i in shortlist],
-            cosines[q, :top_k],
-            settings=settings,
-        )
-        predicted.append(gallery_labels[shortlist[top]])
-        confidence.append(score)
-        best.append((shortlist[top], matches[top]))
-    return np.array(predicted), np.array(confidence), best

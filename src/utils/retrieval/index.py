@@ -158,8 +158,9 @@ def apply_non_landmark(
 
 def checkpoint_embedder(path: str | Path, device: str = "cpu"):
     """A function ``images -> (N, D)`` unit embeddings from a trained checkpoint."""
-    from utils.augment import eval_transform
-    from utils.evaluate import load_trained, resolve_device
+    from utils.data.augment import eval_transform
+    from utils.training.checkpoint import load_trained
+    from utils.training.devices import resolve_device
 
     dev = resolve_device(device)
     model, _, config = load_trained(path, dev)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import retrieval
+from utils.retrieval import index as retrieval
 
 
 def _timed(fn, *args):
@@ -90,9 +90,9 @@ def bench_search(
 
 def bench_rerank(images: list[Path], shortlist: tuple[int, ...] = (3, 10)) -> dict:
     """RootSIFT extraction and verification cost on real-sized photos."""
-    from utils.images import load_image
-    from utils.local_features import RootSift
-    from utils.rerank import match_pair
+    from utils.data.images import load_image
+    from utils.retrieval.local_features import RootSift
+    from utils.retrieval.rerank import match_pair
 
     extractor = RootSift()
     arrays = [load_image(p) for p in images]
@@ -111,3 +111,22 @@ def bench_rerank(images: list[Path], shortlist: tuple[int, ...] = (3, 10)) -> di
         "verify_ms_per_pair": round(per_pair, 1),
         **{f"ms_per_query_top{k}": round(per_extract + k * per_pair, 1) for k in shortlist},
     }
+
+
+def print_retrieval(result: dict) -> None:
+    """The search table and the re-ranking costs, as text."""
+    for row in result["search"]:
+        print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries:")
+        for name, figures in row.items():
+            if isinstance(figures, dict):
+                print(
+                    f"  {name:<28} {figures['qps']:>9.1f} queries/s"
+                    f"  {figures['memory_mb']:>8.1f} MB"
+                    f"  recall@1 {figures['recall_at_1']:.3f}"
+                )
+    r = result["rerank"]
+    print(
+        f"re-ranking (RootSIFT, {r['images']} photos): extraction "
+        f"{r['extract_ms_per_image']} ms/image, verification {r['verify_ms_per_pair']} ms/pair, "
+        f"{r['ms_per_query_top3']} ms/query at top-3, {r['ms_per_query_top10']} ms/query at top-10"
+    )

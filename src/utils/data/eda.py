@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from utils.gldv2 import image_path
-from utils.images import BadFiles, iter_images
+from utils.data.gldv2 import image_path
+from utils.data.images import BadFiles, iter_images
 
 STAT_COLUMNS = ("brightness", "contrast", "mean_r", "mean_g", "mean_b", "laplacian_var")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float64)

@@ -1,8 +1,8 @@
 """Train and evaluate a landmark classifier: resumable, tracked, single process or DDP.
 
-``python -m utils.train --data-root DIR --manifest-dir DIR --output-dir DIR [--model resnet50]
+``python -m utils train --data-root DIR --manifest-dir DIR --output-dir DIR [--model resnet50]
 [--epochs 3] ...`` (every `TrainConfig` field is a flag), or with several GPUs / machines:
-``torchrun --nproc_per_node=2 -m utils.train ...`` (same flags; rank 0 validates, logs and
+``torchrun --nproc_per_node=2 -m utils train ...`` (same flags; rank 0 validates, logs and
 writes checkpoints).
 
 Recipe (the report's): AdamW (lr 1e-4), cross-entropy, batch 32, cosine schedule over the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -32,41 +33,42 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from utils import checkpoint
-from utils.datasets import ClassMap, make_loader
-from utils.evaluate import predict, resolve_device, split_dataset, summarize
-from utils.manifests import read_manifests
+from utils.data.datasets import ClassMap, make_loader
+from utils.data.manifests import read_manifests
 from utils.models import build_model
-from utils.tracking import WANDB_MODES, MetricsLog, start_wandb
+from utils.training import checkpoint
+from utils.training.devices import ddp_backend, resolve_device
+from utils.training.evaluate import predict, split_dataset, split_loader, summarize
+from utils.training.tracking import WANDB_MODES, MetricsLog, start_wandb
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` beside the checkpoints."""
 
-    data_root: str
-    manifest_dir: str
-    output_dir: str
-    model: str = "resnet50"
+    data_root: str  # dataset folder in the Kaggle layout
+    manifest_dir: str  # folder with train/val/test.csv manifests
+    output_dir: str  # checkpoints, metrics, config.json
+    model: str = "resnet50"  # resnet50 | efficientnet-b2 | mobilenet_v2
     pretrained: bool = False  # ImageNet weights from a local file (the report: False for ResNet)
-    pretrained_path: str = ""
+    pretrained_path: str = ""  # that file (empty: the torch cache or a Kaggle dataset)
     pipeline: int = 2  # augmentation pipeline 1 or 2
-    image_size: int = 224
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.01
+    image_size: int = 224  # training crop, pixels
+    epochs: int = 3  # epochs in all
+    batch_size: int = 32  # images per step (per process under DDP)
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.01  # AdamW weight decay
     scheduler: str = "cosine"  # cosine | none
     max_images: int = 0  # cap on the images of each split (0: all)
-    workers: int = 2
+    workers: int = 2  # data loader processes
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # float16 autocast + GradScaler, on CUDA only
     channels_last: bool = True  # on CUDA only
     wandb_mode: str = "offline"  # offline | online | disabled
-    wandb_project: str = "landmark-recognition"
+    wandb_project: str = "landmark-recognition"  # W&B project name
     resume: bool = False  # continue from OUTPUT/last.pt when it exists
     stop_after: int = 0  # end this session after N epochs (0: run to `epochs`); resume later
-    seed: int = 0
+    seed: int = 0  # seed of data order, augmentation and initialisation
 
     def __post_init__(self):
         checks = [
@@ -134,9 +136,9 @@ def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Run (or resume) a training; see the module docstring."""
     rank, world, local_rank = _distributed()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = resolve_device(cfg.device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(ddp_backend(device))
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -186,7 +188,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if world > 1
         else None
     )
-    val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
+    val_loader = split_loader(val_set, cfg.batch_size, cfg.workers, cfg.seed)
     end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
 
     for epoch in range(start, end):
@@ -224,7 +226,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             dist.barrier()
         if not lead:
             continue
-        val = summarize(predict(model, val_loader, device, use_amp, progress))
+        val = summarize(predict(model, val_loader, device, use_amp, progress), len(val_set))
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
@@ -232,6 +234,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "val_gap": val["gap"],
+            "val_dropped": val["dropped"],
             "lr": lr,
             "seconds": round(seconds, 2),
             "train_images_per_second": round(seen * world / seconds, 1),
@@ -274,25 +277,42 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     return TrainResult(out, log.history, best_gap, best_epoch)
 
 
-def _parser() -> argparse.ArgumentParser:
+def field_help(cls: type) -> dict[str, str]:
+    """The trailing ``# comment`` of each field in ``cls``'s source: one text for code and CLI."""
+    lines = inspect.getsource(cls).splitlines()
+    found = {}
+    for field in dataclasses.fields(cls):
+        for line in lines:
+            if line.strip().startswith(f"{field.name}:") and "#" in line:
+                found[field.name] = line.split("#", 1)[1].strip()
+                break
+    return found
+
+
+def parser() -> argparse.ArgumentParser:
+    """Options of the command: one flag per `TrainConfig` field, its comment as the help."""
     parser = argparse.ArgumentParser(
-        prog="python -m utils.train", description=__doc__.split("\n")[0]
+        prog="python -m utils train", description=__doc__.split("\n")[0]
     )
+    helps = field_help(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
+        text = helps.get(field.name)
         if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=field.default, help=text
+            )
         elif field.default is dataclasses.MISSING:
-            parser.add_argument(flag, required=True)
+            parser.add_argument(flag, required=True, help=text)
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
-            parser.add_argument(flag, type=kind, default=field.default)
+            parser.add_argument(flag, type=kind, default=field.default, help=text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (also under torchrun)."""
-    args = vars(_parser().parse_args(argv))
+    args = vars(parser().parse_args(argv))
     try:
         cfg = TrainConfig(**args)
         result = train(cfg)
@@ -307,7 +327,3 @@ def main(argv: list[str] | None = None) -> int:
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

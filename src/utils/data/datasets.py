@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from utils.gldv2 import image_path, read_csv_checked
-from utils.images import IMAGE_SUFFIXES, ImageLoadError, image_files, load_image
+from utils.data.gldv2 import image_path, read_csv_checked
+from utils.data.images import ImageLoadError, image_files, load_image
 
 Transform = Callable[..., dict]
+BROKEN_POLICIES = ("raise", "replace", "drop")
 
 
 class ClassMap:
@@ -89,9 +90,11 @@ class ManifestDataset(Dataset):
         transform: albumentations transform (``transform(image=...)["image"]``) or None.
         min_side: shorter side JPEGs may be decoded at (None: full size).
         check_files: verify at construction that every image exists, naming the first missing.
-        skip_broken: an unreadable image is reported once (a warning naming id and file) and
-            replaced by the next readable row of the manifest, so that a long training goes on;
-            otherwise it raises `ImageLoadError`.
+        on_broken: what an unreadable image does: ``raise`` (`ImageLoadError` naming id and
+            file); ``replace`` (training: reported once, replaced by the next readable row, so
+            a long training goes on); ``drop`` (evaluation: the item is ``None``, which
+            `drop_broken_collate` leaves out, and items carry their row index, so predictions
+            stay aligned with ids and the dropped rows can be counted).
         split: the image folder under ``data_root`` (``train`` or ``test``).
     """
 
@@ -104,15 +107,17 @@ class ManifestDataset(Dataset):
         min_side: int | None = None,
         check_files: bool = True,
         split: str = "train",
-        skip_broken: bool = False,
+        on_broken: str = "raise",
     ):
+        if on_broken not in BROKEN_POLICIES:
+            raise ValueError(f"on_broken must be one of {BROKEN_POLICIES}, not {on_broken!r}")
         if not isinstance(manifest, pd.DataFrame):
             manifest = read_csv_checked(manifest, ("id", "landmark_id"), dtype={"id": str})
         self.ids = manifest["id"].astype(str).tolist()
         self.labels = [class_map.index(i) for i in manifest["landmark_id"]]
         self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
-        self.skip_broken, self.broken = skip_broken, set()
+        self.on_broken, self.broken = on_broken, set()
         if check_files:
             missing = [(i, p) for i, p in zip(self.ids, self.paths, strict=True) if not p.is_file()]
             if missing:
@@ -132,18 +137,27 @@ class ManifestDataset(Dataset):
                 image = load_image(self.paths[row], min_side=self.min_side)
             except ImageLoadError as err:
                 error = ImageLoadError(err.path, f"image id {self.ids[row]}: {err.reason}")
-                if not self.skip_broken:
+                if self.on_broken == "raise":
                     raise error from err
+                if self.on_broken == "drop":
+                    warnings.warn(f"{error}; left out of the evaluation", stacklevel=2)
+                    return None
                 if row not in self.broken:
                     self.broken.add(row)
                     warnings.warn(f"{error}; using the next readable image", stacklevel=2)
                 continue
-            return _apply(self.transform, image), self.labels[row]
+            item = _apply(self.transform, image), self.labels[row]
+            return (*item, row) if self.on_broken == "drop" else item
         raise ImageLoadError(self.paths[index], "no image of this manifest can be read")
 
 
 class FolderDataset(Dataset):
-    """Every image under a folder (recursive, sorted), or a list of files, with one label."""
+    """Every image under a folder (recursive, sorted), or a list of files, with one label.
+
+    ``on_broken``: ``raise`` (`ImageLoadError` naming the file) or ``drop`` (the item is
+    ``None`` and readable items carry their row, ``(image, label, row)``, as in
+    `ManifestDataset`, so a batch job over e.g. test files keeps every id).
+    """
 
     def __init__(
         self,
@@ -151,24 +165,42 @@ class FolderDataset(Dataset):
         label: int = 0,
         transform: Transform | None = None,
         min_side: int | None = None,
+        on_broken: str = "raise",
     ):
+        if on_broken not in ("raise", "drop"):
+            raise ValueError(f"on_broken must be raise or drop, not {on_broken!r}")
         if isinstance(source, str | Path):
             folder = Path(source)
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: image folder not found")
             paths = image_files(folder)
             if not paths:
-                raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+                raise ValueError(f"{folder}: no image files (any format Pillow opens) found")
         else:
             paths = [Path(p) for p in source]
         self.paths = paths
         self.label, self.transform, self.min_side = label, transform, min_side
+        self.on_broken = on_broken
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        return _apply(self.transform, load_image(self.paths[index], self.min_side)), self.label
+        try:
+            image = load_image(self.paths[index], self.min_side)
+        except ImageLoadError as err:
+            if self.on_broken == "raise":
+                raise
+            warnings.warn(f"{err}; left out", stacklevel=2)
+            return None
+        item = _apply(self.transform, image), self.label
+        return (*item, index) if self.on_broken == "drop" else item
+
+
+def drop_broken_collate(batch: list):
+    """``default_collate`` of the readable items (``None`` marks a dropped one); ``None`` if none."""
+    kept = [item for item in batch if item is not None]
+    return default_collate(kept) if kept else None
 
 
 def seed_worker(worker_id: int) -> None:

@@ -1,6 +1,6 @@
 """A pre-resized copy of an image tree: the usual way to make a GLDv2 epoch affordable.
 
-``python -m utils.images resize --src DIR --dst DIR --short-side 384 [--workers N]`` mirrors
+``python -m utils resize --src DIR --dst DIR --short-side 384 [--workers N]`` mirrors
 every image under ``src`` (the ``a/b/c`` layout kept) into ``dst`` as a JPEG whose shorter
 side is ``short-side`` (smaller images are re-encoded at their size, never enlarged). It runs
 in parallel with a progress bar, resumes where it stopped (a file already in ``dst`` is not
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from utils.images import BadFiles, ImageLoadError, image_files, load_image
+from utils.data.images import BadFiles, ImageLoadError, image_files, load_image
 
 BROKEN_REPORT = "resize_broken.csv"
 

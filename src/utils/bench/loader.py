@@ -13,10 +13,10 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from utils.augment import decode_side, pipeline2
-from utils.camera import compose, view
-from utils.datasets import FolderDataset, make_loader
-from utils.render import KINDS, LandmarkSpec, landmark_layers
+from utils.data.augment import decode_side, pipeline2
+from utils.data.datasets import FolderDataset, make_loader
+from utils.minigld.camera import compose, view
+from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
 
 REPO = Path(__file__).resolve().parents[2]
 LOADER_IMAGES = REPO / "data" / "bench" / "loader"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from utils.render import hsv
+from utils.minigld.render import hsv
 
 SCENES = ("nature", "indoor", "street", "object", "texture", "crowd", "document")
 

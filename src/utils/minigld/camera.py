@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from utils.render import WORLD, Layers
+from utils.minigld.render import WORLD, Layers
 
 TIMES = ("day", "golden", "overcast", "night")
 ASPECTS = (4 / 3, 3 / 4, 16 / 9, 1.0, 3 / 2, 2 / 3)

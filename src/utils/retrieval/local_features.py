@@ -8,9 +8,9 @@ keypoint ``(N,)`` (SIFT response, or DELF attention).
   ``max_side``; up to ``max_features`` keypoints over SIFT's scale space; descriptors mapped
   to RootSIFT (Arandjelovic & Zisserman 2012): ``d = sqrt(s / ||s||_1)``, so that the dot
   product of two descriptors is the Hellinger kernel of the SIFT histograms.
-- `DelfExtractor` (`utils.models.delf`): the learned attention picks the strongest locations
-  of an intermediate feature map at several image scales; their feature vectors (L2-normalised)
-  are the descriptors.
+- `DelfExtractor` (`utils.retrieval.delf_features`): the learned attention picks the strongest
+  locations of an intermediate feature map at several image scales; their feature vectors
+  (L2-normalised) are the descriptors.
 """
 
 from __future__ import annotations

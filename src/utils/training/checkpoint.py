@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.models.weights import WeightsError
+from utils.data.datasets import ClassMap
+from utils.models import build_model
+
+
+class CheckpointError(RuntimeError):
+    """A file that is not a checkpoint loading with ``weights_only=True``; names the file."""
 
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
@@ -37,7 +42,7 @@ def load(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
-        raise WeightsError(
+        raise CheckpointError(
             f"{path}: not a checkpoint that loads with weights_only=True: "
             f"{str(err).splitlines()[0]}"
         ) from err
@@ -65,3 +70,13 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu"):
+    """``(model, class_map, config)`` from ``best.pt``/``last.pt``; the model in eval mode."""
+    state = load(path)
+    config = state["config"]
+    class_map = ClassMap(state["class_ids"])
+    model = build_model(config["model"], len(class_map))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), class_map, config

@@ -1,6 +1,6 @@
 """Evaluation of `utils.recognize` on real photos: a three-fold protocol.
 
-``python -m utils.realphotos --photos ../shared/real-photos [--reference] [--json]``
+``python -m utils realphotos --photos ../shared/real-photos [--reference] [--json]``
 
 The folder holds ``manifest.csv`` (``file,label``; ``non_landmark`` for photos without one)
 and the images. Protocol: for each landmark with at least 3 photos (sorted by file name),
@@ -34,12 +34,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from utils.gldv2 import read_csv_checked
-from utils.images import load_image
-from utils.local_features import RootSift
+from utils.data.gldv2 import read_csv_checked
+from utils.data.images import load_image
 from utils.metrics import auroc, gap_from_correct
-from utils.recognize import Recognizer
-from utils.rerank import MatchSettings
+from utils.retrieval.local_features import RootSift
+from utils.retrieval.recognize import Recognizer
+from utils.retrieval.rerank import MatchSettings
 
 NONE = "non_landmark"
 FOLDS = 3
@@ -135,16 +135,28 @@ def evaluate(
     }
 
 
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils realphotos", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=Path("../shared/real-photos"),
+        help="folder with manifest.csv (file,label) and the images",
+    )
+    parser.add_argument("--reference", action="store_true", help="also run the plain baseline")
+    parser.add_argument(
+        "--stress", choices=("night", "far"), default=None, help="alter every query"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m utils.realphotos", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--photos", type=Path, default=Path("../shared/real-photos"))
-    parser.add_argument("--reference", action="store_true", help="also run the plain baseline")
-    parser.add_argument("--stress", choices=("night", "far"), default=None)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if not (args.photos / "manifest.csv").is_file():
         print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
         return 2
@@ -167,7 +179,3 @@ def main(argv: list[str] | None = None) -> int:
             f"others ({r['queries']} queries)"
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

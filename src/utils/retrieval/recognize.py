@@ -1,6 +1,6 @@
 """Recognise landmarks in photos against a gallery of known landmarks.
 
-``python -m utils.recognize --gallery DIR --queries DIR --out predictions.csv
+``python -m utils recognize --gallery DIR --queries DIR --out predictions.csv
 [--checkpoint CKPT] [--local sift|delf|none] [--top-k K]``
 
 The gallery holds one sub-folder per landmark (the folder name is the landmark's name); the
@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from utils.images import ImageLoadError, image_files, load_image
-from utils.local_features import LocalExtractor, LocalFeatures, RootSift
-from utils.rerank import MatchSettings, PairMatch, landmark_evidence, match_pair
+from utils.data.images import ImageLoadError, image_files, load_image, split_files
+from utils.retrieval.local_features import LocalExtractor, LocalFeatures, RootSift
+from utils.retrieval.rerank import MatchSettings, PairMatch, landmark_evidence, match_pair
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]  # RGB images -> (N, D) unit vectors
 FLOOR_QUANTILE = 0.95
@@ -271,7 +271,7 @@ def build_recognizer(
     extractor: LocalExtractor | None = None
     embedder = None
     if checkpoint:
-        from utils.retrieval import checkpoint_embedder
+        from utils.retrieval.index import checkpoint_embedder
 
         embedder = checkpoint_embedder(checkpoint, device)
     if local == "sift":
@@ -279,7 +279,7 @@ def build_recognizer(
     elif local == "delf":
         if not checkpoint:
             raise ValueError("--local delf needs --checkpoint with a trained attention module")
-        from utils.models.delf import DelfExtractor
+        from utils.retrieval.delf_features import DelfExtractor
 
         extractor = DelfExtractor.from_checkpoint(checkpoint, device)
     elif local != "none":
@@ -289,30 +289,42 @@ def build_recognizer(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
     parser = argparse.ArgumentParser(
-        prog="python -m utils.recognize", description=__doc__.split("\n")[0]
+        prog="python -m utils recognize", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--gallery", type=Path, required=True, help="one sub-folder per landmark")
     parser.add_argument("--queries", type=Path, required=True, help="folder of query images")
     parser.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     parser.add_argument("--checkpoint", default=None, help="trained model (global embeddings)")
-    parser.add_argument("--local", default="sift", choices=("sift", "delf", "none"))
+    parser.add_argument(
+        "--local",
+        default="sift",
+        choices=("sift", "delf", "none"),
+        help="local features for verification",
+    )
     parser.add_argument("--top-k", type=int, default=10, help="candidates re-ranked (checkpoint)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
         "--details",
         type=Path,
         default=None,
         help="JSON with each query's evidence and 5 most similar gallery photos",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parser().parse_args(argv)
     try:
         paths, labels = read_gallery(args.gallery)
-        queries = image_files(args.queries) if args.queries.is_dir() else []
+        queries, skipped = split_files(args.queries) if args.queries.is_dir() else ([], [])
         if not queries:
-            raise FileNotFoundError(f"{args.queries}: no query images found")
+            raise FileNotFoundError(
+                f"{args.queries}: no query images found (any format Pillow opens)"
+            )
         recognizer = build_recognizer(args.local, args.checkpoint, args.top_k, args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -332,13 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table[["id", "landmark", "confidence"]].to_csv(args.out, index=False, float_format="%.6f")
+    for path in skipped:
+        print(f"skipped (not an image format): {path}", file=sys.stderr)
     accepted = int((table["landmark"] != "").sum())
     print(
         f"wrote {args.out}: {len(table)} queries, {accepted} recognised "
         f"(threshold: evidence > {recognizer.tau:.1f}, noise floor {recognizer.floor:.1f} inliers)"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

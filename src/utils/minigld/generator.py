@@ -1,6 +1,6 @@
 """The embedded default: a generated mini GLDv2 in the exact Kaggle layout.
 
-``python -m utils.minigld --out DIR [--profile tiny|default] [--seed N] [--workers N]`` writes::
+``python -m utils minigld --out DIR [--profile tiny|default] [--seed N] [--workers N]`` writes::
 
     train.csv                    id,landmark_id        (about 2% of labels are wrong)
     train_clean.csv              landmark_id,images    (the rows whose label is right)
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -36,10 +35,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from utils.camera import degrade, photo_size, photograph
-from utils.gldv2 import image_path
-from utils.render import KINDS, LandmarkSpec, landmark_layers
-from utils.scenes import SCENES, non_landmark_scene
+from utils.data.gldv2 import image_path
+from utils.minigld.camera import degrade, photo_size, photograph
+from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
+from utils.minigld.scenes import SCENES, non_landmark_scene
 
 NOISE_RATE = 0.02
 _TEMPLATES = {
@@ -276,28 +275,31 @@ def ensure(out: str | Path, profile: str = "default", seed: int = 0, progress: b
     return Path(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
     parser = argparse.ArgumentParser(
-        prog="python -m utils.minigld", description=__doc__.split("\n")[0]
+        prog="python -m utils minigld", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="default", help="dataset size"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--workers", type=int, default=None, help="default: up to 4 CPU cores")
     parser.add_argument(
         "--if-missing",
         action="store_true",
         help="do nothing when OUT already holds this profile and seed",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parser().parse_args(argv)
     if args.if_missing and is_complete(args.out, args.profile, args.seed):
         print(f"{args.out} already holds minigld {args.profile} (seed {args.seed})")
         return 0
     summary = generate(args.out, args.profile, args.seed, args.workers)
     print(f"wrote {args.out}: {summary['counts']} in {summary['seconds']} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

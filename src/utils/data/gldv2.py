@@ -14,7 +14,7 @@ file and the columns it expected.
 
 CLI::
 
-    python -m utils.gldv2 manifest --data-root DIR --top 100 --seed 42 --out data_manifests/NAME
+    python -m utils manifest --data-root DIR --top 100 --seed 42 --out data_manifests/NAME
 """
 
 from __future__ import annotations
@@ -147,41 +147,3 @@ def read_source(root: str | Path, source: str = "auto") -> tuple[pd.DataFrame, P
     if source == "clean" or (source == "auto" and (root / "train_clean.csv").is_file()):
         return read_train_clean(root), root / "train_clean.csv"
     return read_train(root), root / "train.csv"
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m utils.gldv2", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    man = sub.add_parser("manifest", help="write train/val/test manifests of the top-N landmarks")
-    man.add_argument("--data-root", type=Path, default=None, help="default: Kaggle's folder")
-    man.add_argument("--top", type=int, default=100, help="number of most frequent landmarks")
-    man.add_argument("--seed", type=int, default=42)
-    man.add_argument("--source", choices=("auto", "clean", "train"), default="auto")
-    man.add_argument("--out", type=Path, required=True, help="output folder")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    from utils.manifests import build_manifests, write_manifests
-
-    args = _parse_args(argv)
-    root = args.data_root or default_data_root()
-    try:
-        manifests = build_manifests(root, top=args.top, seed=args.seed, source=args.source)
-    except (DataContractError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    write_manifests(manifests, args.out)
-    counts = manifests.summary["counts"]
-    print(
-        f"wrote {args.out}: {manifests.summary['num_classes']} classes, "
-        f"train {counts['train']}, val {counts['val']}, test {counts['test']}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

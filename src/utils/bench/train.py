@@ -13,7 +13,7 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
     """Training images/s of ``model`` on random data; ``fast``: AMP + channels_last (CUDA)."""
     import torch
 
-    from utils.train import train_step
+    from utils.training.train import train_step
 
     memory = torch.channels_last if fast else torch.contiguous_format
     model = model.to(device, memory_format=memory).train()
@@ -39,8 +39,8 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
 
 def bench_train(models: list[str], size: int, batch: int, steps: int, device: str) -> dict:
     """fp32 (and on CUDA, AMP + channels_last) training throughput of each backbone."""
-    from utils.evaluate import resolve_device
     from utils.models import build_model
+    from utils.training.devices import resolve_device
 
     dev = resolve_device(device)
     rows = []

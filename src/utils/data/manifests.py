@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.gldv2 import read_csv_checked, read_source
+from utils.data.gldv2 import read_csv_checked, read_source
 
 SPLITS = ("train", "val", "test")
 MIN_IMAGES_PER_CLASS = 3

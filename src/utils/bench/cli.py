@@ -1,0 +1,103 @@
+"""Benchmarks: a ratio against a baseline, measured in one run.
+
+``python -m utils bench loader [--images DIR] [--count 256] [--size 256] [--workers 2]
+[--json]``: images per second of a training input pipeline on the same JPEGs (800x600 to
+1600x1200, generated once into ``data/bench/loader`` when absent), all with pipeline 2 at
+``size`` and the same number of workers:
+
+- ``naive``: Pillow full-size decode, then pipeline 2 (what a first loader usually does);
+- ``project``: `utils.datasets` + `make_loader`: reduced-size DCT decode, one thread per worker;
+- ``ceiling``: reduced-size decode alone, no augmentation: the limit of this loader.
+
+Each is timed over its second epoch (workers started, files in the page cache).
+
+``python -m utils bench train [--models resnet50,efficientnet-b2] [--size 224] [--batch 32]
+[--steps 10] [--device auto] [--json]``: training images per second of each backbone (forward,
+backward and AdamW step on random batches, after warm-up steps), in fp32 and, on CUDA, with
+AMP (float16) + channels_last, and the ratio between them.
+
+``python -m utils bench metrics [--size 1000000]``: seconds for GAP and GAP@k over a million
+random predictions, against a plain Python loop (on 100,000, scaled).
+
+``python -m utils bench retrieval [--sizes 100000,1000000] [--json]``: faiss exact vs numpy
+brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
+from utils.bench.metrics import bench_metrics, print_metrics
+from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
+from utils.bench.train import bench_train, print_train
+from utils.data.images import image_files
+
+
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils bench", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, help="what to measure")
+    loader = sub.add_parser("loader", help="input pipeline throughput vs a naive loader")
+    loader.add_argument("--images", type=Path, default=LOADER_IMAGES, help="JPEG folder")
+    loader.add_argument("--count", type=int, default=256, help="number of JPEGs (>= 200)")
+    loader.add_argument("--size", type=int, default=256, help="crop size")
+    loader.add_argument("--workers", type=int, default=2, help="loader processes")
+    loader.add_argument("--batch", type=int, default=32, help="images per batch")
+    loader.add_argument("--json", action="store_true", help="print JSON only")
+    trainer = sub.add_parser("train", help="training throughput of each backbone")
+    trainer.add_argument(
+        "--models", default="resnet50,efficientnet-b2", help="comma-separated backbones"
+    )
+    trainer.add_argument("--size", type=int, default=224, help="input size, pixels")
+    trainer.add_argument("--batch", type=int, default=32, help="images per step")
+    trainer.add_argument("--steps", type=int, default=10, help="timed steps per setting")
+    trainer.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    trainer.add_argument("--json", action="store_true", help="print JSON only")
+    scoring = sub.add_parser("metrics", help="GAP over a million predictions")
+    scoring.add_argument("--size", type=int, default=1_000_000, help="predictions")
+    scoring.add_argument("--json", action="store_true", help="print JSON only")
+    search = sub.add_parser("retrieval", help="kNN search and re-ranking cost")
+    search.add_argument("--sizes", default="100000,1000000", help="gallery sizes")
+    search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="generated JPEGs")
+    search.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        help="read-only folder of real photos for re-ranking (else generated)",
+    )
+    search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
+    search.add_argument("--json", action="store_true", help="print JSON only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parser().parse_args(argv)
+    if args.command == "metrics":
+        result = bench_metrics(args.size)
+        show = print_metrics
+    elif args.command == "retrieval":
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        if args.photos is not None:
+            photos = image_files(args.photos)[: args.rerank_images]
+        else:
+            photos = make_bench_jpegs(args.images, args.rerank_images)
+        result = {"search": [bench_search(n) for n in sizes], "rerank": bench_rerank(photos)}
+        show = print_retrieval
+    elif args.command == "loader":
+        result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)
+        show = print_loader
+    else:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        result = bench_train(models, args.size, args.batch, args.steps, args.device)
+        show = print_train
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(result)
+    return 0

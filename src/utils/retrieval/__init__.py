@@ -1,0 +1,1 @@
+"""Retrieval: global-embedding search (faiss), local features, RANSAC re-ranking, recognize."""

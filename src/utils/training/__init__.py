@@ -1,0 +1,1 @@
+"""Training and evaluation of classifiers: devices, checkpoints, tracking, train, evaluate."""
