@@ -66,3 +66,27 @@ def warp(image: np.ndarray, seed: int = 0) -> np.ndarray:
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     dst = (src + rng.uniform(-0.08, 0.08, (4, 2)) * [w, h]).astype(np.float32)
     return cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h))
+
+
+# What the suite overrides so that the whole chain runs in about a minute on 2 CPU cores.
+TINY_OVERRIDES = {
+    "IMAGE_SIZE": 32,
+    "EPOCHS": 1,
+    "WORKERS": 0,
+    "WANDB_MODE": "disabled",
+    "DEVICE": "cpu",
+    "ATTENTION_EPOCHS": 1,
+    "K": 5,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_root, tiny_manifest, tmp_path_factory) -> Path:
+    """Every numbered notebook run once, in order, through the runner on the tiny profile."""
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    from utils import pipeline
+
+    parameters = pipeline.default_parameters(tiny_root, "tiny", tiny_manifest)
+    notebooks = pipeline.discover(REPO / "notebooks")
+    pipeline.run_pipeline(notebooks, {**parameters, **TINY_OVERRIDES}, out, progress=False)
+    return out

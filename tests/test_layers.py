@@ -1,7 +1,7 @@
 """The package's floors: a module imports only its own floor and the floors below it.
 
 Floors (low to high): the ground (``data/``, ``metrics``, ``submission``), then ``minigld/``
-and ``models/``, ``training/``, ``retrieval/``, ``ood/``, and the faces (``bench/``,
+and ``models/``, ``training/``, ``retrieval/``, ``ood/``, ``inference/``, and the faces (``bench/``,
 ``pipeline``, ``plots``, ``cli/``, ``kernels``, ``demo``, ``__main__``). Every import is
 checked, those inside functions too.
 """
@@ -21,13 +21,15 @@ FLOORS = {
     "training": 2,
     "retrieval": 3,
     "ood": 4,
-    "bench": 5,
-    "pipeline": 5,
-    "plots": 5,
-    "cli": 5,
-    "kernels": 5,
-    "demo": 5,
-    "__main__": 5,
+    "inference": 5,
+    "bench": 6,
+    "pipeline": 6,
+    "plots": 6,
+    "results": 6,
+    "cli": 6,
+    "kernels": 6,
+    "demo": 6,
+    "__main__": 6,
 }
 
 

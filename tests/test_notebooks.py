@@ -9,7 +9,7 @@ import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from utils import pipeline
+from conftest import TINY_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -63,28 +63,6 @@ def test_parameters_cell_is_plain_typed_literals(path):
         "papermill must parse every line"
     )
     assert "OUTPUT_DIR" in declared and "DATA_ROOT" in declared
-
-
-# What the suite overrides so that the whole chain runs in about a minute on 2 CPU cores.
-TINY_OVERRIDES = {
-    "IMAGE_SIZE": 32,
-    "EPOCHS": 1,
-    "WORKERS": 0,
-    "WANDB_MODE": "disabled",
-    "DEVICE": "cpu",
-    "ATTENTION_EPOCHS": 1,
-    "K": 5,
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_root, tiny_manifest, tmp_path_factory) -> Path:
-    """Every numbered notebook run once, in order, through the runner on the tiny profile."""
-    out = tmp_path_factory.mktemp("pipeline") / "run"
-    parameters = pipeline.default_parameters(tiny_root, "tiny", tiny_manifest)
-    notebooks = pipeline.discover(REPO / "notebooks")
-    pipeline.run_pipeline(notebooks, {**parameters, **TINY_OVERRIDES}, out, progress=False)
-    return out
 
 
 @pytest.mark.notebook
@@ -171,3 +149,18 @@ def test_05_reranks_with_the_checkpoint_of_04(tiny_run):
 def test_runner_finds_every_override_declared_somewhere():
     declared = set().union(*(papermill.inspect_notebook(str(nb)) for nb in NOTEBOOKS))
     assert set(TINY_OVERRIDES) <= declared
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_results_md_is_filled_from_the_run(tiny_run):
+    from utils.results import render
+
+    text = (tiny_run / "results.md").read_text()
+    assert text == render(tiny_run)
+    resnet = json.loads((tiny_run / "03_train_resnet" / "test_metrics.json").read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| resnet50 | 2 | classifier"))
+    assert f"| {resnet['accuracy']:.3f} | {resnet['gap']:.3f} |" in row
+    assert "re-ranked top-3, RootSIFT" in text and "## Submission" in text
+    assert "GAP over the whole test set" in text
+    assert "Notebook 07 did not run" in text  # nothing invented for what is not built

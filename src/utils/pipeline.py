@@ -33,6 +33,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from utils import minigld
 from utils.data.gldv2 import KAGGLE_ROOT, TRAIN_COLUMNS, default_data_root, read_csv_checked
+from utils.results import write_results
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-N landmarks per data source: the report's 100 on GLDv2; fewer on the mini datasets.
@@ -168,7 +169,7 @@ def run_pipeline(
     kernel_name: str | None = None,
     progress: bool = True,
 ) -> list[Step]:
-    """Run the notebooks in order, stopping at the first failure."""
+    """Run the notebooks in order, stopping at the first failure; then write ``results.md``."""
     out.mkdir(parents=True, exist_ok=True)
     parameters = {**parameters, "RUN_DIR": str(out)}  # where earlier notebooks left artefacts
     steps = plan_steps(notebooks, out)
@@ -181,6 +182,7 @@ def run_pipeline(
             f"{time.perf_counter() - start:.1f} s -> {step.executed}",
             flush=True,
         )
+    print(f"results: {write_results(out)}", flush=True)
     return steps
 
 

@@ -1,0 +1,1 @@
+"""Competition inference: the test set, a time budget, predictions and ``submission.csv``."""

@@ -1,0 +1,192 @@
+"""Write a competition ``submission.csv`` from a trained checkpoint (notebook 08).
+
+`make_submission` reads the test ids (``sample_submission.csv``, else ``test/``), decides the
+kind of run (`utils.inference.testset.run_mode`: an interactive run predicts at most
+``interactive_limit`` ids), predicts with the chosen method inside the time budget
+(`utils.inference.predict`), gates the predictions with the chosen non-landmark detector, and
+writes one row per test id: ``id,landmarks`` with ``"<landmark> <confidence>"`` or empty (an
+unreadable image, a row the budget or the interactive limit left out, a rejected one). The file
+is validated against the test ids before the report is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utils.data.augment import eval_transform
+from utils.data.datasets import FolderDataset
+from utils.data.gldv2 import image_path, read_test_ids
+from utils.data.manifests import read_manifests
+from utils.inference.budget import TimeBudget
+from utils.inference.predict import (
+    METHODS,
+    TestPredictions,
+    embed,
+    predict_classifier,
+    predict_retrieval,
+)
+from utils.inference.testset import run_mode, test_dataset
+from utils.submission import (
+    read_solution,
+    read_submission,
+    score,
+    validate_submission,
+    write_submission,
+)
+from utils.training.checkpoint import load_trained
+from utils.training.devices import resolve_device
+
+DETECTORS = ("none",)  # the detectors of notebook 07 join here when they land
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """What `make_submission` needs; notebook 08's parameters map onto it one to one."""
+
+    data_root: str
+    checkpoint: str
+    output: str  # the submission.csv to write
+    method: str = "classifier"  # classifier | retrieval
+    manifest_dir: str = ""  # retrieval gallery (its train split); empty: the checkpoint's
+    k: int = 10  # neighbours per query (retrieval)
+    aggregation: str = "vote"  # top1 | vote | sum (retrieval)
+    rerank_top: int = 0  # shortlist re-ranked with RootSIFT + RANSAC (retrieval; 0: off)
+    detector: str = "none"  # non-landmark detector gating the predictions
+    time_budget_s: float = 0.0  # wall-clock for the whole job; 0: unlimited
+    mode: str = "auto"  # auto | interactive | full
+    public_rows: int = 10345  # test ids of the public (interactive) run
+    interactive_limit: int = 2000  # ids predicted in an interactive run
+    batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(
+                f"detector must be one of {DETECTORS}, not {self.detector!r} (the detectors of "
+                "notebook 07 are not built yet)"
+            )
+        if self.k < 1 or self.batch_size < 1 or self.interactive_limit < 0:
+            raise ValueError("k and batch_size must be >= 1, interactive_limit >= 0")
+
+
+@dataclass
+class SubmissionReport:
+    """What was written, and every row that got no prediction, by reason."""
+
+    path: Path
+    mode: str
+    test_ids: int
+    predicted: int
+    unreadable: list[str] = field(default_factory=list)  # ids whose image could not be read
+    out_of_budget: int = 0  # ids the time budget left out
+    not_attempted: int = 0  # ids beyond the interactive limit
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # validation (empty: valid)
+
+    def summary(self) -> str:
+        """A few lines for a person."""
+        lines = [
+            f"{self.path}: {self.test_ids} rows ({self.mode} run), {self.predicted} with a "
+            f"prediction, in {self.seconds:.1f} s",
+            f"unreadable images: {len(self.unreadable)}"
+            + (
+                f" ({', '.join(self.unreadable[:10])}{' ...' if len(self.unreadable) > 10 else ''})"
+                if self.unreadable
+                else ""
+            ),
+            f"left out by the time budget: {self.out_of_budget}; "
+            f"beyond the interactive limit: {self.not_attempted}",
+            "valid" if not self.problems else "INVALID: " + "; ".join(self.problems),
+        ]
+        return "\n".join(lines)
+
+
+def _retrieval(cfg, model, config, dataset, device, budget, progress) -> TestPredictions:
+    """Embed the manifest's train split (the gallery) and the test set; kNN (+ re-rank)."""
+    manifest_dir = cfg.manifest_dir or config["manifest_dir"]
+    train = read_manifests(manifest_dir).train
+    paths = [image_path(cfg.data_root, i) for i in train["id"].astype(str)]
+    gallery = FolderDataset(
+        paths,
+        transform=eval_transform(config["image_size"], config["pipeline"]),
+        on_broken="drop",
+    )
+    gallery_emb, gallery_rows, _ = embed(
+        model, gallery, device, TimeBudget(), cfg.batch_size, cfg.workers, progress
+    )
+    labels = train["landmark_id"].to_numpy()[gallery_rows]
+    query_emb, query_rows, pred = embed(
+        model, dataset, device, budget, cfg.batch_size, cfg.workers, progress
+    )
+    return predict_retrieval(
+        query_emb,
+        query_rows,
+        pred,
+        gallery_emb,
+        labels,
+        cfg.k,
+        cfg.aggregation,
+        cfg.rerank_top,
+        dataset.paths,
+        [paths[r] for r in gallery_rows],
+        budget,
+        progress=progress,
+    )
+
+
+def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionReport:
+    """Predict the test set and write the submission (see the module docstring)."""
+    budget = TimeBudget(cfg.time_budget_s)
+    ids = read_test_ids(cfg.data_root)
+    mode = run_mode(len(ids), cfg.public_rows, cfg.mode)
+    attempt = ids if mode == "full" else ids[: cfg.interactive_limit]
+    device = resolve_device(cfg.device)
+    model, class_map, config = load_trained(cfg.checkpoint, device)
+    amp = bool(config.get("amp")) and device.type == "cuda"
+    dataset = test_dataset(cfg.data_root, attempt, config["image_size"], config["pipeline"])
+    if cfg.method == "classifier":
+        pred = predict_classifier(
+            model, class_map, dataset, device, budget, cfg.batch_size, cfg.workers, amp, progress
+        )
+    else:
+        pred = _retrieval(cfg, model, config, dataset, device, budget, progress)
+    full = TestPredictions.empty(len(ids))
+    full.landmarks[: len(attempt)] = pred.landmarks
+    full.confidences[: len(attempt)] = pred.confidences
+    path = write_submission(cfg.output, ids, full.landmarks.tolist(), full.confidences.tolist())
+    return SubmissionReport(
+        path=path,
+        mode=mode,
+        test_ids=len(ids),
+        predicted=full.predicted,
+        unreadable=[attempt[r] for r in pred.unreadable],
+        out_of_budget=pred.out_of_budget,
+        not_attempted=len(ids) - len(attempt),
+        seconds=round(budget.elapsed(), 2),
+        problems=validate_submission(path, test_ids=ids),
+    )
+
+
+def default_output(output_dir: str | Path) -> Path:
+    """``/kaggle/working/submission.csv`` in a Kaggle kernel, else ``OUTPUT_DIR/...``.
+
+    Kaggle scores the ``submission.csv`` in its working folder.
+    """
+    base = KAGGLE_WORKING if KAGGLE_WORKING.is_dir() else Path(output_dir)
+    return base / "submission.csv"
+
+
+def score_locally(data_root: str | Path, path: str | Path) -> dict | None:
+    """GAP and accuracy against the data root's ``test_solution.csv``; None without one.
+
+    The embedded dataset has the file; Kaggle's data does not.
+    """
+    solution = Path(data_root) / "test_solution.csv"
+    if not solution.is_file():
+        return None
+    return score(read_solution(solution), read_submission(path))

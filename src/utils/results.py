@@ -1,0 +1,144 @@
+"""The results report of a pipeline run: ``outputs/RUN/results.md``.
+
+Filled from the metrics files the notebooks leave in the run folder (nothing is typed in):
+
+- Table 3 (classification and retrieval on the manifest's test split): ``03_*/`` and
+  ``04_*/test_metrics.json`` with their ``config.json``, the rows of ``05_*/test_results.json``,
+  and ``06_*/test_metrics.json`` when notebook 06 exists;
+- Table 4 (non-landmark detectors): ``07_*/detectors.json`` when notebook 07 exists;
+- the submission: ``08_*/submission_report.json`` (GAP over the whole test set, non-landmark
+  photos included, when the data root ships ``test_solution.csv``);
+- the figures (``*.png``) of every notebook, linked.
+
+Beside our numbers, a separate column holds the report's own figures where the report gives them
+(its Table 4); "—" where it does not or where this run did not measure a value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The report's Table 4: accuracy, precision, recall of each detector.
+REPORT_TABLE4 = {
+    "mobilenet": (0.89, 0.85, 0.95),
+    "odin": (0.54, 0.54, 0.55),
+    "matching": (0.96, 0.96, 0.96),
+}
+DASH = "—"
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value) -> str:
+    return DASH if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _folder(run: Path, number: str) -> Path | None:
+    found = sorted(p for p in run.glob(f"{number}_*") if p.is_dir())
+    return found[0] if found else None
+
+
+def table3_rows(run: Path) -> list[list[str]]:
+    """``[model, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result."""
+    rows = []
+    for number in ("03", "04", "06"):
+        folder = _folder(run, number)
+        metrics = _read(folder / "test_metrics.json") if folder else None
+        if not metrics:
+            continue
+        config = _read(folder / "config.json") or {}
+        rows.append(
+            [
+                config.get("model", folder.name),
+                _fmt(config.get("pipeline")),
+                metrics.get("method", "classifier"),
+                _fmt(metrics.get("accuracy")),
+                _fmt(metrics.get("gap")),
+                _fmt(metrics.get("gap_at_20")),
+            ]
+        )
+    folder = _folder(run, "05")
+    results = _read(folder / "test_results.json") if folder else None
+    for method, values in (results or {}).items():
+        config = _read(run / "04_train_effnet" / "config.json") or {}
+        rows.append(
+            [
+                config.get("model", "efficientnet-b2"),
+                _fmt(config.get("pipeline")),
+                method,
+                _fmt(values.get("accuracy")),
+                _fmt(values.get("GAP")),
+                DASH,
+            ]
+        )
+    return rows
+
+
+def table4_rows(run: Path) -> list[list[str]]:
+    """``[detector, accuracy, precision, recall, AUROC, report's acc/prec/rec]`` per detector."""
+    folder = _folder(run, "07")
+    detectors = _read(folder / "detectors.json") if folder else None
+    rows = []
+    for name, values in (detectors or {}).items():
+        report = REPORT_TABLE4.get(name)
+        rows.append(
+            [
+                name,
+                *(_fmt(values.get(key)) for key in ("accuracy", "precision", "recall", "auroc")),
+                " / ".join(f"{v:.2f}" for v in report) if report else DASH,
+            ]
+        )
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def render(run: Path) -> str:
+    """The Markdown text of ``results.md`` for a run folder."""
+    run = Path(run)
+    lines = [f"# Results of `{run.name}`", ""]
+    lines += ["## Table 3: landmark classification and retrieval (test split)", ""]
+    rows = table3_rows(run)
+    header = ["model", "pipeline", "method", "accuracy", "GAP", "GAP@20", "report"]
+    lines += _table(header, [[*r, DASH] for r in rows]) if rows else ["Not measured in this run."]
+    lines += ["", "## Table 4: non-landmark detection (test split)", ""]
+    rows = table4_rows(run)
+    header = ["detector", "accuracy", "precision", "recall", "AUROC", "report: acc / prec / rec"]
+    lines += _table(header, rows) if rows else ["Notebook 07 did not run in this run."]
+    folder = _folder(run, "08")
+    report = _read(folder / "submission_report.json") if folder else None
+    lines += ["", "## Submission", ""]
+    if report:
+        score = report.get("score") or {}
+        lines += [
+            f"`{report.get('method')}` on {report.get('rows')} test ids ({report.get('mode')} "
+            f"run): {report.get('predicted')} predictions, {len(report.get('unreadable', []))} "
+            f"unreadable, {report.get('out_of_budget')} left out by the time budget, in "
+            f"{_fmt(report.get('seconds'))} s.",
+            f"GAP over the whole test set (non-landmark photos included): "
+            f"{_fmt(score.get('gap'))}; accuracy over its landmark photos: "
+            f"{_fmt(score.get('accuracy'))}."
+            if score
+            else "No solution file: not scored.",
+        ]
+    else:
+        lines.append("Notebook 08 did not run in this run.")
+    figures = sorted(run.glob("*/*.png"))
+    lines += ["", "## Figures", ""]
+    lines += [f"- [{p.parent.name}/{p.name}]({p.parent.name}/{p.name})" for p in figures] or [
+        "None."
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run: str | Path) -> Path:
+    """Write ``RUN/results.md``; returns its path."""
+    path = Path(run) / "results.md"
+    path.write_text(render(Path(run)), encoding="utf-8")
+    return path

@@ -1,0 +1,106 @@
+"""Competition inference: run modes, the time budget, and notebook 08's submission."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from utils.data.gldv2 import image_path, read_test_ids
+from utils.inference import submit
+from utils.inference.budget import TimeBudget
+from utils.inference.testset import run_mode
+from utils.submission import read_submission, validate_submission
+
+
+def test_run_mode_tells_the_interactive_run_by_its_size():
+    assert run_mode(10345, 10345) == "interactive"
+    assert run_mode(120000, 10345) == "full"
+    assert run_mode(10345, 10345, "full") == "full"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        run_mode(1, 1, "fast")
+
+
+def test_time_budget_estimates_and_stops():
+    budget = TimeBudget(10.0, start=0.0)  # started long ago: 10 s are spent
+    assert not budget.allows(5, 5) and TimeBudget(0.0, start=0.0).allows(5, 10**9)
+    fresh = TimeBudget(3600.0)
+    assert fresh.allows(0, 100) and fresh.estimate(0, 10) == float("inf")
+    assert fresh.estimate(10, 20) == pytest.approx(2 * fresh.elapsed(), rel=0.5)
+    with pytest.raises(ValueError, match=">= 0 seconds"):
+        TimeBudget(-1)
+
+
+def test_config_rejects_what_is_not_built():
+    with pytest.raises(ValueError, match="notebook 07"):
+        submit.SubmissionConfig("d", "c.pt", "s.csv", detector="odin")
+    with pytest.raises(ValueError, match="method must be one of"):
+        submit.SubmissionConfig("d", "c.pt", "s.csv", method="dolg-knn")
+
+
+@pytest.fixture(scope="module")
+def broken_root(tiny_root, tmp_path_factory):
+    """A copy of the tiny dataset with one test image truncated to nothing."""
+    root = tmp_path_factory.mktemp("broken") / "tiny"
+    shutil.copytree(tiny_root, root)
+    victim = read_test_ids(root)[3]
+    image_path(root, victim, "test").write_bytes(b"")
+    return root, victim
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_08_writes_a_valid_submission_with_every_test_id(tiny_run, tiny_root):
+    path = tiny_run / "08_submission" / "submission.csv"
+    ids = read_test_ids(tiny_root)
+    assert validate_submission(path, test_ids=ids) == []
+    frame = read_submission(path)
+    assert len(frame) == len(ids) and (frame["landmark_id"] >= 0).all()
+    report = pd.read_json(tiny_run / "08_submission" / "submission_report.json", typ="series")
+    assert report["mode"] == "full" and 0 <= report["score"]["gap"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["classifier", "retrieval"])
+def test_a_broken_test_image_gets_an_empty_row(tiny_run, broken_root, tmp_path, method):
+    root, victim = broken_root
+    config = submit.SubmissionConfig(
+        data_root=str(root),
+        checkpoint=str(tiny_run / "04_train_effnet" / "best.pt"),
+        output=str(tmp_path / "submission.csv"),
+        method=method,
+        rerank_top=2 if method == "retrieval" else 0,
+        workers=0,
+        device="cpu",
+    )
+    with pytest.warns(UserWarning, match=f"{victim}.jpg"):
+        report = submit.make_submission(config, progress=False)
+    ids = read_test_ids(root)
+    assert report.problems == [] and report.unreadable == [victim]
+    frame = read_submission(report.path).set_index("id")
+    assert list(frame.index) == ids
+    assert frame.loc[victim, "landmark_id"] == -1
+    assert report.predicted == len(ids) - 1
+    assert "unreadable images: 1 (" in report.summary()
+
+
+@pytest.mark.slow
+def test_budget_and_interactive_limit_leave_rows_empty_but_present(tiny_run, tiny_root, tmp_path):
+    config = submit.SubmissionConfig(
+        data_root=str(tiny_root),
+        checkpoint=str(tiny_run / "03_train_resnet" / "best.pt"),
+        output=str(tmp_path / "submission.csv"),
+        mode="interactive",
+        interactive_limit=10,
+        batch_size=4,
+        workers=0,
+        device="cpu",
+    )
+    report = submit.make_submission(config, progress=False)
+    ids = read_test_ids(tiny_root)
+    assert report.mode == "interactive" and report.not_attempted == len(ids) - 10
+    assert report.predicted == 10 and report.problems == []
+    tight = submit.SubmissionConfig(**{**config.__dict__, "time_budget_s": 1e-9, "mode": "full"})
+    report = submit.make_submission(tight, progress=False)
+    assert report.out_of_budget > 0 and report.problems == []
+    assert report.predicted + report.out_of_budget == len(ids)
+    assert len(read_submission(report.path)) == len(ids)
