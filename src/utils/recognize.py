@@ -129,8 +129,9 @@ def calibrate(
         minimum: the smallest threshold (with inliers; none for cosine alone).
         set_aside: first find the photos that look mislabelled: as queries, they are
             accepted as another landmark (its evidence exceeds its threshold and their own
-            landmark's evidence, from their candidates of their own landmark); then
-            calibrate again without them (as queries and as candidates).
+            landmark's evidence, from their candidates of their own landmark; inlier
+            evidence only, without the cosine term; never without inliers); then calibrate
+            again without them (as queries and as candidates).
 
     Returns:
         The `Calibration`; ``negatives`` holds each photo's largest wrong evidence (photos with
@@ -139,7 +140,7 @@ def calibrate(
     first = _calibrate_once(
         inliers, labels, candidates, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
     )
-    if not set_aside or first.negatives.size == 0:
+    if not set_aside or inliers is None or first.negatives.size == 0:
         return first
     labels = np.array(list(labels), dtype=object)
     candidates = np.asarray(candidates, bool).copy()
@@ -153,7 +154,7 @@ def calibrate(
             labels[cols],
             None if inliers is None else np.asarray(inliers)[i, cols],
             first.floor,
-            None if cosine is None else np.asarray(cosine)[i, cols],
+            None,  # verified matches only: a global cosine alone never sets a photo aside
             aggregate,
         )
         own = evidence.pop(labels[i], 0.0)
