@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import textured, warp
 from utils.retrieval import recognize
 from utils.retrieval.local_features import RootSift
-from utils.retrieval.recognize import Recognizer
+from utils.retrieval.recognize import Recognizer, calibrate
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
 
@@ -30,7 +30,11 @@ def test_recognizer_on_synthetic_views(tmp_path):
     paths, labels = recognize.read_gallery(write_gallery(tmp_path))
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
     recognizer = Recognizer(RootSift(max_features=800), progress=False).fit(images, labels)
-    assert recognizer.tau >= 1 and recognizer.floor >= 0
+    calibration = recognizer.calibration
+    assert calibration.suspects == () and recognizer.floor > 0
+    # each landmark's threshold is the 75th percentile of what the other photos gather for it
+    assert set(calibration.thresholds) == {f"landmark_{i}" for i in range(3)}
+    assert recognizer.tau == max(1.0, float(np.quantile(calibration.negatives, 0.75)))
     hit = recognizer.recognize(warp(textured(1), seed=9))
     assert hit.landmark == "landmark_1" and hit.confidence > 0.5
     assert hit.candidates[0].landmark == "landmark_1" and len(hit.candidates) == 5
@@ -40,6 +44,82 @@ def test_recognizer_on_synthetic_views(tmp_path):
     sampled = Recognizer(RootSift(max_features=800), calibration_pairs=2, progress=False)
     sampled.fit(images, labels)  # calibration on a seeded sample of cross-landmark pairs
     assert sampled.recognize(warp(textured(1), seed=9)).landmark == "landmark_1"
+
+
+# A worked example: five gallery photos (a, a, b, b, c), inliers of each pair (symmetric).
+LABELS = ["a", "a", "b", "b", "c"]
+INLIERS = np.array(
+    [
+        [0, 50, 2, 4, 0],
+        [50, 0, 6, 2, 10],
+        [2, 6, 0, 40, 3],
+        [4, 2, 40, 0, 1],
+        [0, 10, 3, 1, 0],
+    ],
+    np.float64,
+)
+EVERY_OTHER = ~np.eye(5, dtype=bool)
+
+
+def test_calibration_worked_example():
+    # cross-landmark inliers 0 1 2 2 3 4 6 10 (each twice): median floor 2.5; excess over it
+    # (0,3) 1.5, (1,2) 3.5, (1,4) 7.5, (2,4) 0.5. Largest wrong evidence per photo:
+    # 0: b 1.5; 1: c 7.5; 2: a 3.5; 3: a 1.5; 4: a 7.5 -> median 3.5, maximum 7.5.
+    # per landmark: a from photos 2, 3, 4: 3.5 1.5 7.5 -> 3.5; b from 0, 1, 4: 1.5 3.5 0.5
+    # -> 1.5; c from 0..3: 0 7.5 0.5 0 -> 0.25, raised to the minimum 1.
+    kw = {"floor_quantile": 0.5, "tau_quantile": 0.5, "set_aside": False}
+    one = calibrate(INLIERS, LABELS, EVERY_OTHER, rule="landmark", **kw)
+    assert one.floor == 2.5 and one.tau == 3.5 and one.suspects == ()
+    assert one.thresholds == {"a": 3.5, "b": 1.5, "c": 1.0}
+    np.testing.assert_allclose(one.negatives, [1.5, 7.5, 3.5, 1.5, 7.5])
+    assert calibrate(INLIERS, LABELS, EVERY_OTHER, rule="max", **kw).tau == 7.5
+    assert calibrate(INLIERS, LABELS, EVERY_OTHER, rule="quantile", **kw).thresholds == {}
+    # photo 4 (c) is accepted as a (7.5 > 3.5, and c gives it nothing): set aside, then
+    # inliers 2 2 4 6 (twice) -> floor 3; excess (0,3) 1, (1,2) 3; negatives 1 3 3 1 -> tau 2;
+    # a from photos 2, 3: 3 1 -> 2; b from 0, 1: 1 3 -> 2; c (no photo left) falls back on tau.
+    two = calibrate(INLIERS, LABELS, EVERY_OTHER, **{**kw, "set_aside": True})
+    assert two.suspects == (4,) and two.floor == 3.0 and two.tau == 2.0
+    assert two.thresholds == {"a": 2.0, "b": 2.0} and two.threshold("c") == 2.0
+    with pytest.raises(ValueError, match="rule"):
+        calibrate(INLIERS, LABELS, EVERY_OTHER, rule="mean")
+
+
+def test_calibration_reads_only_measured_pairs():
+    # photo 4's row and column unmeasured (NaN): the same rule as a gallery without photo 4
+    measured = EVERY_OTHER.copy()
+    measured[4, :] = measured[:, 4] = False
+    holes = INLIERS.copy()
+    holes[4, :] = holes[:, 4] = np.nan
+    kw = {"floor_quantile": 0.5, "tau_quantile": 0.5}
+    sparse = calibrate(holes, LABELS, measured, **kw)
+    dense = calibrate(INLIERS[:4, :4], LABELS[:4], EVERY_OTHER[:4, :4], **kw)
+    assert (sparse.floor, sparse.tau, sparse.thresholds) == (3.0, 2.0, {"a": 2, "b": 2})
+    assert (dense.floor, dense.tau, dense.thresholds) == (
+        sparse.floor,
+        sparse.tau,
+        {"a": 2, "b": 2},
+    )
+
+
+def test_calibration_candidates_of_a_large_gallery():
+    recognizer = Recognizer(RootSift(), calibration_pairs=7, progress=False)
+    recognizer.labels = [f"L{i // 3}" for i in range(30)]  # 10 landmarks of 3 photos
+    candidates = recognizer.calibration_candidates()
+    labels = np.array(recognizer.labels)
+    assert not candidates.diagonal().any()
+    for i in range(30):
+        seen = labels[candidates[i]]
+        own = seen == labels[i]
+        assert own.sum() == 2  # the other photos of its own landmark
+        wrong, counts = np.unique(seen[~own], return_counts=True)
+        assert len(wrong) == 2 and (counts == 3).all()  # two whole landmarks: 6 <= 7 photos
+    assert len({tuple(np.flatnonzero(row)) for row in candidates}) > 3  # drawn, not fixed
+    again = recognizer.calibration_candidates()
+    assert (again == candidates).all()  # seeded
+    recognizer.embeddings = np.eye(30)[:, :30] + 0.1  # with an embedder: the top-k shortlist
+    recognizer.embedder, recognizer.top_k = (lambda images: None), 4
+    shortlist = recognizer.calibration_candidates()
+    assert (shortlist.sum(axis=1) == 4).all() and not shortlist.diagonal().any()
 
 
 def test_gallery_errors(tmp_path):

@@ -6,7 +6,7 @@ For each method: queries per second, the index's memory, and recall@1 against ex
 
 Re-ranking: RootSIFT extraction per image (real photos with ``--photos``, else generated
 JPEGs of 800x600 to 1600x1200; pairs are neighbours in file order), the
-time of one query-candidate verification (`utils.rerank.match_pair`), and the time per
+time of one query-candidate verification (`utils.retrieval.rerank.match_pair`), and the time per
 query for a shortlist of 3 and of 10 (one extraction plus k verifications; gallery features
 are precomputed).
 """

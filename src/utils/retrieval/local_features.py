@@ -44,7 +44,7 @@ class LocalFeatures:
 
 
 class LocalExtractor(Protocol):
-    """What `utils.rerank` needs from an extractor."""
+    """What `utils.retrieval.rerank` needs from an extractor."""
 
     name: str
 

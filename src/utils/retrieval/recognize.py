@@ -12,19 +12,27 @@ How a query is scored (`Recognizer`):
 
 1. candidates: every gallery image, or with ``--checkpoint`` the ``top-k`` most similar by
    the global embedding (cosine);
-2. each candidate is re-ranked by verified local matches (`utils.rerank`): RootSIFT, or DELF
-   with a checkpoint that carries an attention module;
+2. each candidate is re-ranked by verified local matches (`utils.retrieval.rerank`): RootSIFT,
+   or DELF with a checkpoint that carries an attention module;
 3. evidence per landmark ``E(L) = sum_{j in L} max(0, inliers_j - floor)`` (+ the fused
    ``cos + min(inliers, 20)/20`` of its best photo with a checkpoint); the answer is the
-   landmark of highest evidence with ``confidence = E / (E + tau)``.
+   landmark whose evidence most exceeds its threshold (largest ``E(L) / tau(L)``), with
+   ``confidence = E / (E + tau(L))``; it is accepted when ``E > tau(L)``, i.e. when
+   ``confidence > 0.5``.
 
-Rejection rule, set from the gallery itself, not tuned per file: every gallery photo is
-matched against the photos of the *other* landmarks (at most 60 of them per photo: the nearest
-by the global embedding with a checkpoint, else a seeded sample, so that calibrating a large
-gallery stays affordable). ``floor`` is the 95th percentile of
-those inlier counts (what unrelated photos share by chance) and ``tau`` the largest evidence
-any gallery photo gathers for a wrong landmark. A query is accepted when ``E > tau``, i.e. when
-``confidence > 0.5``.
+Rejection rule (`calibrate`), set from the gallery itself, not tuned per file: every gallery
+photo plays a query against the rest of the gallery and sees the candidates a query would see
+(with a checkpoint its ``top-k`` shortlist; else all other photos, or, in a gallery where the
+other landmarks hold more than ``calibration_pairs`` photos, whole landmarks drawn at random up
+to that many photos). Only measured pairs count. ``floor`` is the 95th percentile of the
+inliers of its pairs with other landmarks (what unrelated photos share by chance). Rule
+``landmark`` (the default): ``tau(L)`` is the 75th percentile of the evidence that photos of
+other landmarks gather for L; ``tau``, used for a landmark no photo saw, the 75th percentile
+over photos of the largest evidence each gathers for a wrong landmark. Quantiles, not the
+maximum: one mislabelled gallery photo (GLDv2 has about 2% wrong labels) would otherwise set
+the threshold for every landmark; per landmark, it moves only the two landmarks it confuses.
+The rule and the level were chosen on the tune part of the real photos
+(`utils.retrieval.realphotos`).
 """
 
 from __future__ import annotations
@@ -47,6 +55,170 @@ from utils.retrieval.rerank import MatchSettings, PairMatch, landmark_evidence, 
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]  # RGB images -> (N, D) unit vectors
 FLOOR_QUANTILE = 0.95
+TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
+RULES = ("max", "quantile", "landmark")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The rejection rule: noise ``floor`` (inliers), threshold ``tau``, per-landmark ones.
+
+    ``thresholds`` maps a landmark to its own threshold (rule ``landmark``); a landmark not in
+    it (none measured) uses ``tau``. ``suspects``: indices of gallery photos that look
+    mislabelled (`calibrate`), left out of the rule and of recognition.
+    """
+
+    floor: float
+    tau: float
+    thresholds: dict = field(default_factory=dict)
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    suspects: tuple = ()
+
+    def threshold(self, landmark: Hashable) -> float:
+        """The evidence ``landmark`` must exceed to be accepted."""
+        return self.thresholds.get(landmark, self.tau)
+
+
+def sum_or_max_evidence(labels, inliers, floor=0.0, cosine=None, aggregate="sum") -> dict:
+    """Evidence per landmark of one query: `landmark_evidence` (``sum``) or the best photo's.
+
+    ``max``: the most inliers of any of its photos; without inliers (``None``): the best cosine.
+    """
+    if inliers is None or aggregate == "max":
+        values = cosine if inliers is None else inliers
+        best: dict = {}
+        for label, value in zip(labels, values, strict=True):
+            best[label] = max(best.get(label, -np.inf), float(value))
+        return best
+    return landmark_evidence(labels, inliers, floor, cosine)
+
+
+def calibrate(
+    inliers: np.ndarray | None,
+    labels: Sequence[Hashable],
+    candidates: np.ndarray,
+    cosine: np.ndarray | None = None,
+    rule: str = "landmark",
+    aggregate: str = "sum",
+    floor_quantile: float = FLOOR_QUANTILE,
+    tau_quantile: float = TAU_QUANTILE,
+    minimum: float = 1.0,
+    set_aside: bool = True,
+) -> Calibration:
+    """The rejection rule from gallery photos used as queries against the rest of the gallery.
+
+    Pure: every gallery photo ``i`` plays a query whose candidate set is row ``i`` of
+    ``candidates`` (``(n, n)`` bool, never the diagonal): exactly what a query would see (all
+    other photos, the top-k shortlist by the global embedding, or whole landmarks sampled for a
+    large gallery). Only candidate pairs are read; nothing unmeasured counts as 0 inliers.
+
+    Args:
+        inliers: ``(n, n)``, verified inliers of photo ``i`` as a query against photo ``j``;
+            ``None`` without local features (the evidence is then the best cosine).
+        labels: the landmark of each gallery photo.
+        candidates: ``(n, n)`` bool, the candidate set of each photo.
+        cosine: ``(n, n)`` global cosine similarities, or None.
+        rule: ``max``: ``tau`` is the largest wrong evidence (the former rule; one mislabelled
+            photo sets it); ``quantile``: the ``tau_quantile`` quantile over photos of the
+            largest evidence each gathers for a wrong landmark; ``landmark``: that global
+            ``tau`` plus, for each landmark L, the ``tau_quantile`` quantile of the evidence
+            for L gathered by photos of other landmarks that had L among their candidates.
+        aggregate: ``sum`` or ``max`` (`sum_or_max_evidence`).
+        floor_quantile: ``floor`` is this quantile of the inliers of candidate pairs of
+            different landmarks (``sum`` with inliers only; else 0).
+        tau_quantile: the quantile of the rules ``quantile`` and ``landmark``.
+        minimum: the smallest threshold (with inliers; none for cosine alone).
+        set_aside: first find the photos that look mislabelled: as queries, they are
+            accepted as another landmark (its evidence exceeds its threshold and their own
+            landmark's evidence, from their candidates of their own landmark; inlier
+            evidence only, without the cosine term; never without inliers); then calibrate
+            again without them (as queries and as candidates).
+
+    Returns:
+        The `Calibration`; ``negatives`` holds each photo's largest wrong evidence (photos with
+        no other landmark among their candidates are left out).
+    """
+    first = _calibrate_once(
+        inliers, labels, candidates, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
+    )
+    if not set_aside or inliers is None or first.negatives.size == 0:
+        return first
+    labels = np.array(list(labels), dtype=object)
+    candidates = np.asarray(candidates, bool).copy()
+    np.fill_diagonal(candidates, False)
+    suspects = []
+    for i in range(len(labels)):
+        cols = np.flatnonzero(candidates[i])
+        if not len(cols):
+            continue
+        evidence = sum_or_max_evidence(
+            labels[cols],
+            None if inliers is None else np.asarray(inliers)[i, cols],
+            first.floor,
+            None,  # verified matches only: a global cosine alone never sets a photo aside
+            aggregate,
+        )
+        own = evidence.pop(labels[i], 0.0)
+        if not evidence:
+            continue
+        wrong = max(evidence, key=lambda k: margin(evidence[k], first.threshold(k)))
+        if evidence[wrong] > first.threshold(wrong) and evidence[wrong] > own:
+            suspects.append(i)
+    if not suspects:
+        return first
+    kept = candidates.copy()
+    kept[suspects, :] = kept[:, suspects] = False
+    second = _calibrate_once(
+        inliers, labels, kept, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
+    )
+    return Calibration(
+        second.floor, second.tau, second.thresholds, second.negatives, tuple(suspects)
+    )
+
+
+def _calibrate_once(
+    inliers, labels, candidates, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
+) -> Calibration:
+    """One pass of `calibrate`, no photo set aside."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
+    labels = np.array(list(labels), dtype=object)
+    candidates = np.asarray(candidates, bool).copy()
+    np.fill_diagonal(candidates, False)
+    wrong = candidates & (labels[:, None] != labels[None, :])
+    floor = 0.0
+    if inliers is not None and aggregate == "sum" and wrong.any():
+        floor = float(np.quantile(np.asarray(inliers)[wrong], floor_quantile))
+    negatives, per_landmark = [], {}
+    for i in range(len(labels)):
+        cols = np.flatnonzero(wrong[i])
+        if not len(cols):
+            continue
+        evidence = sum_or_max_evidence(
+            labels[cols],
+            None if inliers is None else np.asarray(inliers)[i, cols],
+            floor,
+            None if cosine is None else np.asarray(cosine)[i, cols],
+            aggregate,
+        )
+        negatives.append(max(evidence.values()))
+        for landmark, value in evidence.items():
+            per_landmark.setdefault(landmark, []).append(value)
+    low = minimum if inliers is not None else -np.inf
+    if not negatives:  # no other landmark among any candidates: nothing to calibrate on
+        return Calibration(floor, minimum if inliers is not None else 0.0)
+    negatives = np.array(negatives)
+    if rule == "max":
+        tau = float(negatives.max())
+    else:
+        tau = float(np.quantile(negatives, tau_quantile))
+    thresholds = {}
+    if rule == "landmark":
+        thresholds = {
+            landmark: max(low, float(np.quantile(values, tau_quantile)))
+            for landmark, values in per_landmark.items()
+        }
+    return Calibration(floor, max(low, tau), thresholds, negatives)
 
 
 @dataclass(frozen=True)
@@ -61,13 +233,17 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Recognition:
-    """The answer for one query: landmark (None: rejected), confidence, evidence, top 5."""
+    """The answer for one query: landmark (None: rejected), confidence, evidence, top 5.
+
+    ``threshold``: the evidence the best landmark had to exceed.
+    """
 
     landmark: Hashable | None
     best: Hashable | None
     confidence: float
     evidence: dict
     candidates: list[Candidate]
+    threshold: float = float("nan")
 
 
 def read_gallery(folder: str | Path) -> tuple[list[Path], list[str]]:
@@ -100,104 +276,177 @@ class Recognizer:
         aggregate: str = "sum",
         calibration_pairs: int = 60,
         progress: bool = True,
+        rule: str = "landmark",
+        tau_quantile: float = TAU_QUANTILE,
+        threshold: float | None = None,
+        matcher: Callable[[LocalFeatures, LocalFeatures, MatchSettings], PairMatch] = match_pair,
     ):
         if extractor is None and embedder is None:
             raise ValueError("need local features, a global embedder, or both")
         if aggregate not in ("sum", "max"):
             raise ValueError(f"aggregate must be sum or max, not {aggregate!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
         self.aggregate, self.calibration_pairs = aggregate, calibration_pairs
-        self.extractor, self.embedder = extractor, embedder
+        self.rule, self.tau_quantile, self.fixed_threshold = rule, tau_quantile, threshold
+        self.extractor, self.embedder, self.matcher = extractor, embedder, matcher
         self.settings = settings or MatchSettings()
         self.top_k, self.progress = top_k, progress
         self.labels: list[Hashable] = []
         self.features: list[LocalFeatures] = []
         self.embeddings: np.ndarray | None = None
-        self.floor, self.tau = 0.0, 1.0
+        self.calibration = Calibration(0.0, 1.0)
 
-    def _describe(self, image: np.ndarray) -> tuple[LocalFeatures | None, np.ndarray | None]:
+    @property
+    def floor(self) -> float:
+        """Inliers expected between unrelated photos (subtracted from each photo's inliers)."""
+        return self.calibration.floor
+
+    @property
+    def tau(self) -> float:
+        """The global threshold (landmarks without their own threshold use it)."""
+        return self.calibration.tau
+
+    def describe_image(self, image: np.ndarray) -> tuple[LocalFeatures | None, np.ndarray | None]:
+        """Local features and global embedding of one RGB image (None where not used)."""
         local = self.extractor.extract(image) if self.extractor else None
         emb = self.embedder([image])[0] if self.embedder else None
         return local, emb
 
     def fit(self, images: Sequence[np.ndarray], labels: Sequence[Hashable]) -> Recognizer:
-        """Describe the gallery and calibrate ``floor`` and ``tau`` on it."""
+        """Describe the gallery and calibrate the rejection rule on it."""
         described = [
-            self._describe(im) for im in tqdm(images, desc="gallery", disable=not self.progress)
+            self.describe_image(im)
+            for im in tqdm(images, desc="gallery", disable=not self.progress)
         ]
+        return self.fit_described(
+            [d[0] for d in described],
+            np.stack([d[1] for d in described]) if self.embedder else None,
+            labels,
+        )
+
+    def fit_described(
+        self,
+        features: Sequence[LocalFeatures | None],
+        embeddings: np.ndarray | None,
+        labels: Sequence[Hashable],
+    ) -> Recognizer:
+        """`fit` from features already extracted (`describe_image` of each gallery photo)."""
         self.labels = list(labels)
-        self.features = [d[0] for d in described]
-        self.embeddings = np.stack([d[1] for d in described]) if self.embedder else None
-        self._calibrate()
+        self.features = list(features)
+        self.embeddings = embeddings
+        if self.fixed_threshold is not None:
+            self.calibration = Calibration(0.0, float(self.fixed_threshold))
+        else:
+            self._calibrate()
         return self
 
     def _evidence(self, labels, inliers, cosine) -> dict:
-        """Per-landmark evidence (module docstring), or its best photo's value.
+        """Per-landmark evidence (module docstring); `sum_or_max_evidence`."""
+        aggregate = "max" if self.extractor is None else self.aggregate
+        return sum_or_max_evidence(
+            labels, None if self.extractor is None else inliers, self.floor, cosine, aggregate
+        )
 
-        ``max``: the most inliers of any of its photos; without local features: the best cosine.
+    def calibration_candidates(self) -> np.ndarray:
+        """``(n, n)`` bool: the gallery photos each gallery photo sees as a query.
+
+        With an embedder and ``top_k``: its ``top_k`` nearest other photos by cosine, the very
+        shortlist a query gets. Otherwise every other photo when the other landmarks' photos
+        number at most ``calibration_pairs``; for a larger gallery, whole landmarks drawn at
+        random (seeded) until ``calibration_pairs`` photos, at least one landmark: a sampled
+        landmark's evidence is then complete, and the others are left out, not counted as 0.
+        Plus, without an embedder, up to ``calibration_pairs`` photos of its own landmark (to
+        find photos that look mislabelled, `calibrate`).
         """
-        if self.extractor is None or self.aggregate == "max":
-            values = cosine if self.extractor is None else inliers
-            best: dict = {}
-            for label, value in zip(labels, values, strict=True):
-                best[label] = max(best.get(label, -np.inf), float(value))
-            return best
-        return landmark_evidence(labels, inliers, self.floor, cosine)
-
-    def _calibrate(self) -> None:
-        """Set ``floor`` and ``tau`` from cross-landmark gallery pairs (module docstring)."""
         labels = np.array(self.labels, dtype=object)
-        if self.extractor is None:
+        n = len(labels)
+        candidates = np.zeros((n, n), bool)
+        if self.embeddings is not None and self.top_k:
             cos = self.embeddings @ self.embeddings.T
-            self.floor, self.tau = 0.0, float(cos[labels[:, None] != labels[None, :]].max())
-            return
-        n = len(self.labels)
-        other = labels[:, None] != labels[None, :]
-        measured = np.zeros((n, n), bool)
+            np.fill_diagonal(cos, -np.inf)
+            order = np.argsort(-cos, axis=1, kind="stable")[:, : self.top_k]
+            np.put_along_axis(candidates, order, True, axis=1)
+            np.fill_diagonal(candidates, False)
+            return candidates
+        members: dict = {}
+        for j, label in enumerate(labels):
+            members.setdefault(label, []).append(j)
+        names = list(members)
         rng = np.random.default_rng(0)
         for i in range(n):
-            candidates = np.flatnonzero(other[i])
-            if len(candidates) > self.calibration_pairs:
-                if self.embeddings is not None:  # the hardest negatives: nearest by cosine
-                    near = np.argsort(-(self.embeddings[candidates] @ self.embeddings[i]))
-                    candidates = candidates[near[: self.calibration_pairs]]
-                else:
-                    candidates = rng.choice(candidates, self.calibration_pairs, replace=False)
-            measured[i, candidates] = measured[candidates, i] = True
-        inliers = np.zeros((n, n))
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if measured[i, j]]
-        for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
-            inliers[i, j] = inliers[j, i] = match_pair(
-                self.features[i], self.features[j], self.settings
-            ).inliers
-        if self.aggregate == "sum":
-            self.floor = float(np.quantile(inliers[measured], FLOOR_QUANTILE))
-        wrong = []
-        for i in range(n):
-            mask = other[i]
-            cos = (
-                self.embeddings[mask] @ self.embeddings[i] if self.embeddings is not None else None
+            others = [name for name in names if name != labels[i]]
+            if sum(len(members[name]) for name in others) <= self.calibration_pairs:
+                chosen = others
+            else:
+                chosen, total = [], 0
+                for k in rng.permutation(len(others)):
+                    size = len(members[others[k]])
+                    if chosen and total + size > self.calibration_pairs:
+                        continue
+                    chosen.append(others[k])
+                    total += size
+            for name in chosen:
+                candidates[i, members[name]] = True
+            candidates[i, members[labels[i]][: self.calibration_pairs + 1]] = True
+        np.fill_diagonal(candidates, False)
+        return candidates
+
+    def _calibrate(self) -> None:
+        """Set the rejection rule (`calibrate`) on the gallery's candidate pairs."""
+        labels = np.array(self.labels, dtype=object)
+        candidates = self.calibration_candidates()
+        cosine = None
+        if self.embeddings is not None:
+            cosine = self.embeddings @ self.embeddings.T
+        inliers = None
+        if self.extractor is not None:
+            # each unordered candidate pair once (inlier counts are nearly symmetric)
+            pairs = sorted(
+                {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(candidates), strict=True)}
             )
-            wrong.append(max(self._evidence(labels[mask], inliers[i, mask], cos).values()))
-        self.tau = max(1.0, float(max(wrong)))
+            inliers = np.full((len(labels), len(labels)), np.nan)
+            for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
+                inliers[i, j] = inliers[j, i] = self.matcher(
+                    self.features[i], self.features[j], self.settings
+                ).inliers
+        self.calibration = calibrate(
+            inliers,
+            labels,
+            candidates,
+            cosine,
+            rule=self.rule,
+            aggregate="max" if self.extractor is None else self.aggregate,
+            tau_quantile=self.tau_quantile,
+        )
 
     def recognize(self, image: np.ndarray) -> Recognition:
         """Best landmark, confidence and the top-5 verified candidates for one RGB image."""
-        local, emb = self._describe(image)
+        return self.recognize_described(*self.describe_image(image))
+
+    def recognize_described(
+        self, local: LocalFeatures | None, emb: np.ndarray | None
+    ) -> Recognition:
+        """`recognize` from the query's features (`describe_image`)."""
         n = len(self.labels)
         cosine = self.embeddings @ emb if emb is not None else np.zeros(n)
         order = np.argsort(-cosine, kind="stable")
+        if self.calibration.suspects:
+            order = order[~np.isin(order, self.calibration.suspects)]
         if self.embedder is not None and self.top_k:
             order = order[: self.top_k]
         matches = {
-            int(j): match_pair(local, self.features[j], self.settings) if local else None
+            int(j): self.matcher(local, self.features[j], self.settings) if local else None
             for j in order
         }
         labels = [self.labels[j] for j in order]
         inliers = np.array([m.inliers if m else 0 for m in matches.values()], np.float64)
         evidence = self._evidence(labels, inliers, cosine[order] if emb is not None else None)
-        best = max(evidence, key=evidence.get) if evidence else None
+        threshold = self.calibration.threshold
+        best = max(evidence, key=lambda k: margin(evidence[k], threshold(k))) if evidence else None
         value = evidence.get(best, 0.0)
-        confidence = value / (value + self.tau) if value > 0 else 0.0
+        tau = threshold(best) if best is not None else self.tau
+        confidence = value / (value + tau) if value > 0 and value + tau > 0 else 0.0
         ranked = sorted(
             order, key=lambda j: (-(matches[j].inliers if matches[j] else 0), -cosine[j])
         )[:5]
@@ -210,8 +459,16 @@ class Recognizer:
             )
             for j in ranked
         ]
-        accepted = best if value > self.tau else None
-        return Recognition(accepted, best, float(confidence), evidence, candidates)
+        accepted = best if value > tau else None
+        return Recognition(accepted, best, float(confidence), evidence, candidates, float(tau))
+
+
+def margin(evidence: float, threshold: float) -> float:
+    """How far ``evidence`` clears ``threshold``; the answer is the landmark of largest margin.
+
+    Their ratio for a positive threshold (inlier evidence), else their difference (cosines).
+    """
+    return evidence / threshold if threshold > 0 else evidence - threshold
 
 
 def describe(result: Recognition, gallery_names: Sequence[str]) -> dict:
@@ -347,8 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in skipped:
         print(f"skipped (not an image format): {path}", file=sys.stderr)
     accepted = int((table["landmark"] != "").sum())
+    own = recognizer.calibration.thresholds.values()
+    spread = f"; per landmark {min(own):.1f} to {max(own):.1f}" if own else ""
     print(
         f"wrote {args.out}: {len(table)} queries, {accepted} recognised "
-        f"(threshold: evidence > {recognizer.tau:.1f}, noise floor {recognizer.floor:.1f} inliers)"
+        f"(threshold: evidence > {recognizer.tau:.1f}{spread}, "
+        f"noise floor {recognizer.floor:.1f} inliers)"
     )
     return 0
