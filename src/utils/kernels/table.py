@@ -1,0 +1,163 @@
+"""What each numbered notebook gets as a Kaggle kernel; Kaggle's names for kernels and owner.
+
+On Kaggle a kernel writes to ``/kaggle/working``; a kernel that lists another in its
+``kernel_sources`` sees that kernel's output read-only under ``/kaggle/input/<its slug>/``.
+Every notebook here writes under ``OUTPUT_DIR = /kaggle/working/<NN_name>``, so the mount of
+a kernel looks like a pipeline run folder (``RUN_DIR``) holding that one notebook: notebook
+04's checkpoint is ``/kaggle/input/gldv2-04-train-effnet/04_train_effnet/best.pt``.
+
+`TABLE` maps a notebook number to its `KernelSpec`; a number missing from it gets `DEFAULT`
+(GPU, manifests from 02), so a new notebook gets a kernel as soon as it exists. Only the
+parameters that a notebook's ``parameters`` cell declares are passed to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAGGLE_INPUT = "/kaggle/input"
+KAGGLE_WORKING = "/kaggle/working"
+COMPETITION = "landmark-recognition-2021"
+# T4 x2 ("NvidiaTeslaT4" is Kaggle's shape name for two T4s); the P100 is retired.
+GPU_SHAPE = "NvidiaTeslaT4"
+# Written into the committed kernels; `python -m utils kernels push` replaces it by your name.
+PLACEHOLDER_OWNER = "your-kaggle-username"
+SLUG_PREFIX = "gldv2"
+PACKAGE_DATASET = "landmark-recognition-wheels"  # python -m utils kernels dataset
+WEIGHTS_DATASET = "gldv2-imagenet-weights"  # ImageNet .pth files at its root (see README)
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Output:
+    """``path`` in the output of notebook ``number``'s kernel (under its ``OUTPUT_DIR``)."""
+
+    number: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """The folder where notebook ``number``'s kernel output is mounted (a ``RUN_DIR``)."""
+
+    number: str
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One notebook on Kaggle: GPU or not, and its parameters beyond the common ones.
+
+    A parameter value that is an `Output` or a `Mount` makes the kernel read that notebook's
+    kernel output (``kernel_sources``). A notebook that declares ``PRETRAINED`` also gets the
+    weights dataset.
+    """
+
+    gpu: bool
+    parameters: Mapping[str, object] = field(default_factory=dict)
+
+
+MANIFESTS = Output("02", "manifests")  # notebook 02 writes OUTPUT_DIR/manifests
+TRAINING = {"MANIFEST_DIR": MANIFESTS, "PRETRAINED": True, "EPOCHS": 15}
+
+TABLE: dict[str, KernelSpec] = {
+    "01": KernelSpec(gpu=False),
+    "02": KernelSpec(gpu=False, parameters={"TOP": 100}),
+    "03": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 224}),
+    "04": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 260}),
+    "05": KernelSpec(
+        gpu=True,
+        parameters={
+            "MANIFEST_DIR": MANIFESTS,
+            "RUN_DIR": Mount("04"),
+            "CHECKPOINT": Output("04", "best.pt"),
+        },
+    ),
+    "08": KernelSpec(
+        gpu=True,
+        parameters={
+            "MANIFEST_DIR": MANIFESTS,
+            "RUN_DIR": Mount("04"),
+            "CHECKPOINT": Output("04", "best.pt"),
+        },
+    ),
+}
+DEFAULT = KernelSpec(gpu=True, parameters={"MANIFEST_DIR": MANIFESTS, "PRETRAINED": True})
+
+
+def spec_of(number: str) -> KernelSpec:
+    """The table's entry for notebook ``number``, else `DEFAULT`."""
+    return TABLE.get(number, DEFAULT)
+
+
+def common_parameters(stem: str, gpu: bool) -> dict[str, object]:
+    """Parameters every kernel is offered: the data, its output folder, device, workers."""
+    return {
+        "DATA_ROOT": f"{KAGGLE_INPUT}/{COMPETITION}",
+        "OUTPUT_DIR": f"{KAGGLE_WORKING}/{stem}",
+        "DEVICE": "cuda" if gpu else "cpu",
+        "WORKERS": 4,
+    }
+
+
+def kernel_slug(stem: str) -> str:
+    """``03_train_resnet`` -> ``gldv2-03-train-resnet`` (lowercase, digits, hyphens)."""
+    slug = f"{SLUG_PREFIX}-" + re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    check_slug(slug, f"notebook {stem}")
+    return slug
+
+
+def kernel_title(slug: str) -> str:
+    """A title Kaggle resolves to ``slug``: ``gldv2-03-train-resnet`` -> ``GLDv2 03 train resnet``.
+
+    Kaggle derives a kernel's slug from its title (lowercase, runs of other characters to one
+    hyphen; the kaggle client checks it with python-slugify); words of ASCII letters and
+    digits separated by spaces map back to exactly the slug.
+    """
+    words = slug.split("-")
+    if words[0] == SLUG_PREFIX:
+        words[0] = "GLDv2"
+    return " ".join(words)
+
+
+def check_slug(slug: str, what: str) -> None:
+    """Raise ValueError unless ``slug`` is 5-50 characters of lowercase words and hyphens."""
+    if not _SLUG.match(slug) or not 5 <= len(slug) <= 50:
+        raise ValueError(
+            f"{what}: slug {slug!r} is not 5 to 50 lowercase letters, digits and single hyphens"
+        )
+
+
+def check_owner(owner: str, where: str) -> str:
+    """``owner`` if it can be a Kaggle user name, else ValueError naming ``where`` it came from."""
+    if not _OWNER.match(owner or ""):
+        raise ValueError(f"{where}: {owner!r} is not a Kaggle user name (letters, digits, - or _)")
+    return owner
+
+
+def kaggle_config_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the kaggle client keeps ``kaggle.json``: ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``."""
+    env = os.environ if env is None else env
+    folder = env.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle"
+    return Path(folder) / "kaggle.json"
+
+
+def default_owner(env: Mapping[str, str] | None = None) -> str:
+    """``$KAGGLE_USERNAME``, else the ``username`` of kaggle.json, else `PLACEHOLDER_OWNER`."""
+    env = os.environ if env is None else env
+    if env.get("KAGGLE_USERNAME"):
+        return check_owner(env["KAGGLE_USERNAME"], "KAGGLE_USERNAME")
+    config = kaggle_config_file(env)
+    if not config.is_file():
+        return PLACEHOLDER_OWNER
+    try:
+        username = json.loads(config.read_text(encoding="utf-8")).get("username", "")
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{config}: not a JSON object with a username ({err})") from err
+    return check_owner(username, str(config)) if username else PLACEHOLDER_OWNER
