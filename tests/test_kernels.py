@@ -117,7 +117,14 @@ def test_kernel_metadata(folder):
     assert meta["enable_gpu"] is (number >= "03")
     assert meta["competition_sources"] == ["landmark-recognition-2021"]
     assert meta["dataset_sources"][0] == f"{owner}/{table.PACKAGE_DATASET}"
-    reads = {"01": [], "02": [], "03": ["02"], "04": ["02"], "05": ["02", "04"]}[number]
+    reads = {
+        "01": [],
+        "02": [],
+        "03": ["02"],
+        "04": ["02"],
+        "05": ["02", "04"],
+        "08": ["02", "04"],
+    }[number]
     stems = {nb.name[:2]: nb.stem for nb in NOTEBOOKS}
     assert meta["kernel_sources"] == [f"{owner}/{table.kernel_slug(stems[n])}" for n in reads]
     weights = f"{owner}/{table.WEIGHTS_DATASET}" in meta["dataset_sources"]

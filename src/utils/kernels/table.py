@@ -85,6 +85,7 @@ TABLE: dict[str, KernelSpec] = {
             "MANIFEST_DIR": MANIFESTS,
             "RUN_DIR": Mount("04"),
             "CHECKPOINT": Output("04", "best.pt"),
+            "TIME_BUDGET_S": 8 * 3600.0,  # well inside Kaggle's run-time limit
         },
     ),
 }
