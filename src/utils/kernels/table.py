@@ -65,28 +65,22 @@ class KernelSpec:
 
 MANIFESTS = Output("02", "manifests")  # notebook 02 writes OUTPUT_DIR/manifests
 TRAINING = {"MANIFEST_DIR": MANIFESTS, "PRETRAINED": True, "EPOCHS": 15}
+# a notebook that reads 04's checkpoint (and the run folder around it)
+AFTER_04 = {
+    "MANIFEST_DIR": MANIFESTS,
+    "RUN_DIR": Mount("04"),
+    "CHECKPOINT": Output("04", "best.pt"),
+}
 
 TABLE: dict[str, KernelSpec] = {
     "01": KernelSpec(gpu=False),
     "02": KernelSpec(gpu=False, parameters={"TOP": 100}),
     "03": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 224}),
     "04": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 260}),
-    "05": KernelSpec(
-        gpu=True,
-        parameters={
-            "MANIFEST_DIR": MANIFESTS,
-            "RUN_DIR": Mount("04"),
-            "CHECKPOINT": Output("04", "best.pt"),
-        },
-    ),
+    "05": KernelSpec(gpu=True, parameters=AFTER_04),
     "08": KernelSpec(
         gpu=True,
-        parameters={
-            "MANIFEST_DIR": MANIFESTS,
-            "RUN_DIR": Mount("04"),
-            "CHECKPOINT": Output("04", "best.pt"),
-            "TIME_BUDGET_S": 8 * 3600.0,  # well inside Kaggle's run-time limit
-        },
+        parameters={**AFTER_04, "TIME_BUDGET_S": 8 * 3600.0},  # well inside Kaggle's limit
     ),
 }
 DEFAULT = KernelSpec(gpu=True, parameters={"MANIFEST_DIR": MANIFESTS, "PRETRAINED": True})
