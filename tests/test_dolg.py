@@ -113,3 +113,20 @@ def test_dolg_embeds_any_size_and_layout():
     loss.backward()
     assert model.gem.p.grad is not None and model.attention.score[0].weight.grad is not None
     assert F.normalize(model.head.weight, dim=1).shape == (15, 512)
+
+
+def test_fusion_gradcheck_and_monotone_margins():
+    f_local = torch.randn(1, 4, 2, 3, dtype=torch.float64, requires_grad=True)
+    f_global = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(orthogonal_fusion, (f_local, f_global))
+    margins = dynamic_margins([1, 2, 5, 50, 500])
+    assert (np.diff(margins) < 0).all()  # rarer class, larger margin
+
+
+def test_arcface_gradients_are_finite_under_float16_autocast():
+    head = CosineHead(16, 4)
+    emb = torch.randn(8, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = arcface_loss(head(emb), torch.arange(8) % 4, 30.0, 0.5)
+    loss.backward()
+    assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()

@@ -36,11 +36,12 @@ def orthogonal_fusion(f_local: torch.Tensor, f_global: torch.Tensor) -> torch.Te
     Each location's local vector loses its component along the global vector, so the two carry
     complementary information.
     """
-    g = f_global.float()
-    dot = torch.einsum("bchw,bc->bhw", f_local.float(), g)
+    dtype = torch.promote_types(f_local.dtype, torch.float32)  # float16 is computed in float32
+    local, g = f_local.to(dtype), f_global.to(dtype)
+    dot = torch.einsum("bchw,bc->bhw", local, g)
     norm2 = (g * g).sum(dim=1).clamp(min=1e-12)
     projection = (dot / norm2[:, None, None])[:, None] * g[:, :, None, None]
-    return (f_local.float() - projection).to(f_local.dtype)
+    return (local - projection).to(f_local.dtype)
 
 
 class MultiAtrous(nn.Module):
