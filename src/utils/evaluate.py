@@ -42,8 +42,12 @@ def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=max_images, random_state=seed).sort_index()
 
 
-def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = False):
+def split_dataset(
+    config: dict, class_map: ClassMap, split: str, train: bool = False, cache: bool = False
+):
     """One manifest split (capped) with the run's transform: augmented when ``train``.
+
+    ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``).
 
     An unreadable image is reported once and replaced by the next readable row, so that a long
     training or evaluation is not lost to one broken file (`ManifestDataset`'s ``skip_broken``).
@@ -57,7 +61,13 @@ def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = F
         transform = eval_transform(size, pipeline)
     side = decode_side(size, pipeline, train=train)
     return ManifestDataset(
-        frame, config["data_root"], class_map, transform, min_side=side, skip_broken=True
+        frame,
+        config["data_root"],
+        class_map,
+        transform,
+        min_side=side,
+        skip_broken=True,
+        cache=cache,
     )
 
 
