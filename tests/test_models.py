@@ -40,6 +40,26 @@ def test_every_parameter_is_used():
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_efficientnet_batchnorm_statistics_follow_the_data_in_a_short_run():
+    """Torch's BN momentum 0.1, not efficientnet-pytorch's 0.01 (TF's decay 0.99).
+
+    After k train-mode batches of mean m, a running mean is ``(1 - (1 - momentum)**k) m``:
+    0.88 m at k = 20 with 0.1, but 0.18 m with 0.01, which leaves eval mode to statistics
+    near their initial values after a short training from scratch.
+    """
+    torch.manual_seed(0)
+    model = build_model("efficientnet-b2", 3).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.momentum == 0.1 for m in norms)
+    net = model.body.net
+    x = torch.randn(4, 3, 32, 32) + 2.0
+    with torch.no_grad():
+        target = net._conv_stem(x).mean(dim=(0, 2, 3))
+        for _ in range(20):
+            model(x)
+    torch.testing.assert_close(net._bn0.running_mean, (1 - 0.9**20) * target)
+
+
 def test_names():
     assert build_model("EfficientNet_B2", 2).name == "efficientnet-b2"
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):

@@ -9,6 +9,13 @@
 
 JPEGs are decoded at reduced DCT scale (``decode_side``): a 1600x1200 file feeding a 256 px
 crop is decoded at 400x300, which is what keeps 4 vCPUs from starving a T4.
+
+``ManifestDataset(..., cache=True)`` keeps the decoded (reduced-scale) arrays in memory, so that
+later epochs spend the CPU on the network rather than on JPEG decoding; `fill_cache` decodes
+them all up front (before loader workers fork, so that they share the filled cache). A cached
+image is exactly what `load_image` returns, so caching never changes a result. Memory: about
+``3 * side * side * aspect`` bytes per image with ``side >= min_side`` the decoded shorter side
+(e.g. ~80 MB for the default profile's 1364 manifest images at ``min_side=108``).
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ class ManifestDataset(Dataset):
             `drop_broken_collate` leaves out, and items carry their row index, so predictions
             stay aligned with ids and the dropped rows can be counted).
         split: the image folder under ``data_root`` (``train`` or ``test``).
+        cache: keep decoded images in memory (see the module docstring).
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class ManifestDataset(Dataset):
         check_files: bool = True,
         split: str = "train",
         on_broken: str = "raise",
+        cache: bool = False,
     ):
         if on_broken not in BROKEN_POLICIES:
             raise ValueError(f"on_broken must be one of {BROKEN_POLICIES}, not {on_broken!r}")
@@ -118,6 +127,7 @@ class ManifestDataset(Dataset):
         self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
         self.on_broken, self.broken = on_broken, set()
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
         if check_files:
             missing = [(i, p) for i, p in zip(self.ids, self.paths, strict=True) if not p.is_file()]
             if missing:
@@ -130,11 +140,35 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _decode(self, row: int) -> np.ndarray:
+        """The decoded image of a row, from the cache when it is on (filling it)."""
+        if self.cache is None:
+            return load_image(self.paths[row], min_side=self.min_side)
+        image = self.cache.get(row)
+        if image is None:
+            image = self.cache[row] = load_image(self.paths[row], min_side=self.min_side)
+        return image
+
+    def fill_cache(self) -> int:
+        """Decode every readable image into the cache (a no-op without ``cache``).
+
+        Unreadable images are left out (`__getitem__` deals with them). Returns the number of
+        cached images.
+        """
+        if self.cache is None:
+            return 0
+        for row in range(len(self.ids)):
+            try:
+                self._decode(row)
+            except ImageLoadError:
+                pass
+        return len(self.cache)
+
     def __getitem__(self, index: int):
         for offset in range(len(self.ids)):
             row = (index + offset) % len(self.ids)
             try:
-                image = load_image(self.paths[row], min_side=self.min_side)
+                image = self._decode(row)
             except ImageLoadError as err:
                 error = ImageLoadError(err.path, f"image id {self.ids[row]}: {err.reason}")
                 if self.on_broken == "raise":

@@ -6,6 +6,15 @@ Torchvision ResNet-50 and MobileNetV2, and efficientnet-pytorch EfficientNet-B2.
 from the network (2048 for ResNet-50, 1408 for EfficientNet-B2, 1280 for MobileNetV2).
 Heads: the report's ResNet head ``Linear(D, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``;
 EfficientNet's and MobileNet's own classifier (dropout + linear) re-made for ``n`` classes.
+
+BatchNorm momentum: efficientnet-pytorch copies TensorFlow's ``0.99`` decay, i.e. torch
+momentum ``0.01`` (``running = 0.99 running + 0.01 batch``), so after ``k`` steps the running
+statistics still weigh their initial values (mean 0, variance 1) by ``0.99**k`` (0.37 after 100
+steps) and lag far behind weights that change fast when training from scratch: in eval mode
+such a network predicts (nearly) one class while its train-mode accuracy is high. The factory
+builds EfficientNet with torch's default momentum ``EFFICIENTNET_BN_MOMENTUM = 0.1`` (as
+torchvision's ResNet and MobileNet have); pretrained weights load as before (running statistics
+are buffers, momentum is not stored).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from torchvision import models as tv
 from utils.models.weights import WeightsError, find_weights, load_state_dict_file
 
 ALIASES = {"efficientnet_b2": "efficientnet-b2", "mobilenetv2": "mobilenet_v2"}
+EFFICIENTNET_BN_MOMENTUM = 0.1  # torch convention; efficientnet-pytorch's default is 0.01
 
 
 class _ResNetBody(nn.Module):
@@ -102,6 +112,9 @@ def _resnet50(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
 
 def _efficientnet_b2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
     net = EfficientNet.from_name("efficientnet-b2")
+    for module in net.modules():  # TF's momentum 0.01 -> torch's 0.1, see the module docstring
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = EFFICIENTNET_BN_MOMENTUM
     width = net._fc.in_features
     head = nn.Sequential(nn.Dropout(net._global_params.dropout_rate), nn.Linear(width, num_classes))
     return net, head, width

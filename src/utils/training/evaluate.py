@@ -40,8 +40,12 @@ def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=max_images, random_state=seed).sort_index()
 
 
-def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = False):
+def split_dataset(
+    config: dict, class_map: ClassMap, split: str, train: bool = False, cache: bool = False
+):
     """One manifest split (capped) with the run's transform: augmented when ``train``.
+
+    ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``).
 
     An unreadable image is replaced by the next readable row when ``train``, and dropped
     otherwise (`ManifestDataset`'s ``on_broken``; see the module docstring).
@@ -61,6 +65,7 @@ def split_dataset(config: dict, class_map: ClassMap, split: str, train: bool = F
         transform,
         min_side=side,
         on_broken="replace" if train else "drop",
+        cache=cache,
     )
 
 

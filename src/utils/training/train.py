@@ -5,13 +5,18 @@
 ``torchrun --nproc_per_node=2 -m utils train ...`` (same flags; rank 0 validates, logs and
 writes checkpoints).
 
-Recipe (the report's): AdamW (lr 1e-4), cross-entropy, batch 32, cosine schedule over the
-epochs; AMP (float16) and channels_last on CUDA. After each epoch: validation accuracy and
-GAP, ``last.pt`` every epoch and ``best.pt`` at every GAP improvement (both atomic), and
-``metrics.json``/``metrics.csv``. ``resume`` continues from ``last.pt`` with the epoch,
-optimiser, scaler, scheduler and random states. Every epoch draws its data order and
-augmentations from ``(seed, epoch)``, so an interrupted and resumed run ends where an
-uninterrupted one does.
+Recipe (the report's, for pretrained backbones, and `TrainConfig`'s defaults): AdamW (lr 1e-4),
+cross-entropy, batch 32, cosine schedule over the epochs; AMP (float16) and channels_last on CUDA.
+The learning rate is set every optimisation step (`lr_factor`): an optional linear warm-up
+(``warmup_epochs``), then the cosine decay. Training from scratch on a CPU (the embedded
+profile's notebooks) needs its own settings: a higher lr with warm-up, smaller images, label
+smoothing, more epochs and the in-memory image cache (``cache``), see notebooks 03 and 04.
+
+After each epoch: validation accuracy and GAP, ``last.pt`` every epoch and ``best.pt`` at every
+GAP improvement (both atomic), and ``metrics.json``/``metrics.csv``. ``resume`` continues from
+``last.pt`` with the epoch, optimiser, scaler, scheduler and random states. Every epoch draws
+its data order and augmentations from ``(seed, epoch)``, so an interrupted and resumed run ends
+where an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -56,11 +62,15 @@ class TrainConfig:
     image_size: int = 224  # training crop, pixels
     epochs: int = 3  # epochs in all
     batch_size: int = 32  # images per step (per process under DDP)
-    lr: float = 1e-4  # AdamW learning rate
+    lr: float = 1e-4  # AdamW learning rate (peak, after the warm-up)
     weight_decay: float = 0.01  # AdamW weight decay
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: str = "cosine"  # cosine | none, per step after the warm-up (`lr_factor`)
+    warmup_epochs: float = 0.0  # linear lr warm-up over this many epochs (fractions allowed)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing of training, in [0, 1)
     max_images: int = 0  # cap on the images of each split (0: all)
     workers: int = 2  # data loader processes
+    cache: bool = False  # keep decoded train/val images in memory (`ManifestDataset` cache)
+    threads: int = 0  # torch CPU threads of the training process (0: torch's default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # float16 autocast + GradScaler, on CUDA only
     channels_last: bool = True  # on CUDA only
@@ -83,6 +93,15 @@ class TrainConfig:
             ),
             (self.wandb_mode in WANDB_MODES, f"wandb_mode: one of {WANDB_MODES}"),
             (self.max_images >= 0 and self.workers >= 0, "max_images and workers must be >= 0"),
+            (
+                0 <= self.warmup_epochs <= self.epochs,
+                f"warmup_epochs must be in [0, epochs], not {self.warmup_epochs}",
+            ),
+            (
+                0 <= self.label_smoothing < 1,
+                f"label_smoothing must be in [0, 1), not {self.label_smoothing}",
+            ),
+            (self.threads >= 0, f"threads must be >= 0, not {self.threads}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -112,14 +131,16 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     amp: bool,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on cross-entropy, in float16 autocast when ``amp``.
 
+    With ``label_smoothing`` ``e`` the target of an image is ``(1 - e) onehot + e / n``.
     Returns the logits ``(B, n)`` and the loss (a scalar tensor).
     """
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=amp):
         logits = net(images)
-        loss = nn.functional.cross_entropy(logits.float(), labels)
+        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -127,14 +148,48 @@ def train_step(
     return logits, loss
 
 
-def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+def lr_factor(step: int, total: int, warmup: int, cosine: bool = True) -> float:
+    """Multiplier of the base lr at optimisation step ``step`` (0-based) of ``total``.
+
+    Linear warm-up ``(step + 1) / warmup`` over the first ``warmup`` steps, then
+    ``0.5 (1 + cos(pi (step - warmup) / (total - warmup)))`` when ``cosine``, else 1.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine or total <= warmup:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Optimisation steps of an epoch over ``images``; a last batch of 1 is dropped (BN)."""
+    return images // batch_size + (1 if images % batch_size > 1 else 0)
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, per_epoch: int):
+    """A per-step `LambdaLR` over `lr_factor` (``scheduler.step()`` after every step)."""
+    total, warmup = cfg.epochs * per_epoch, round(cfg.warmup_epochs * per_epoch)
+    cosine = cfg.scheduler == "cosine"
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup, cosine)
+    )
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run (or resume) a training; see the module docstring."""
+    """Run (or resume) a training; see the module docstring.
+
+    ``cfg.threads`` applies to this call only: torch's thread count is restored afterwards.
+    """
+    previous = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():
@@ -151,12 +206,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     manifests = read_manifests(cfg.manifest_dir)
     class_map = ClassMap.from_manifest(manifests.train)
     config = dataclasses.asdict(cfg)
-    train_set = split_dataset(config, class_map, "train", train=True)
-    val_set = split_dataset(config, class_map, "val")
+    train_set = split_dataset(config, class_map, "train", train=True, cache=cfg.cache)
+    val_set = split_dataset(config, class_map, "val", cache=cfg.cache)
+    if cfg.cache:  # decoded once here, before any loader worker forks
+        train_set.fill_cache()
+        val_set.fill_cache()
     model = build_model(cfg.model, len(class_map), cfg.pretrained, cfg.pretrained_path or None)
     model = model.to(device, memory_format=memory) if memory else model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _scheduler(cfg, optimizer)
+    sampler = (
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed)
+        if world > 1
+        else None
+    )
+    per_rank = len(sampler) if sampler is not None else len(train_set)
+    scheduler = _scheduler(cfg, optimizer, steps_per_epoch(per_rank, cfg.batch_size))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     start, best_gap, best_epoch, history = 0, -1.0, 0, []
 
@@ -183,11 +247,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if world > 1
         else model
     )
-    sampler = (
-        DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed)
-        if world > 1
-        else None
-    )
     val_loader = split_loader(val_set, cfg.batch_size, cfg.workers, cfg.seed)
     end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
 
@@ -195,7 +254,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if sampler is not None:
             sampler.set_epoch(epoch)
         seed = cfg.seed * 1000 + epoch + 100_000 * rank
-        per_rank = len(sampler) if sampler is not None else len(train_set)
         loader = make_loader(
             train_set,
             cfg.batch_size,
@@ -207,20 +265,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             persistent=False,  # a new loader each epoch: its seed is (seed, epoch)
         )  # no batch of 1 for BN
         net.train()
-        tic, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0
+        tic, seen, loss_sum, hits, lr_sum = time.perf_counter(), 0, 0.0, 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and lead))
         for images, labels in bar:
             images = images.to(
                 device, non_blocking=True, memory_format=memory or torch.preserve_format
             )
             labels = labels.to(device, non_blocking=True)
-            logits, loss = train_step(net, images, labels, optimizer, scaler, use_amp)
+            lr_sum += optimizer.param_groups[0]["lr"]
+            logits, loss = train_step(
+                net, images, labels, optimizer, scaler, use_amp, cfg.label_smoothing
+            )
+            scheduler.step()
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
             hits += int((logits.argmax(1) == labels).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{hits / seen:.3f}")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        lr = lr_sum / max(len(loader), 1)  # the epoch's mean lr
         seconds = time.perf_counter() - tic
         if world > 1:
             dist.barrier()
