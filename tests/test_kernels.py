@@ -123,12 +123,13 @@ def test_kernel_metadata(folder):
         "03": ["02"],
         "04": ["02"],
         "05": ["02", "04"],
+        "06": ["02", "03"],
         "08": ["02", "04"],
     }[number]
     stems = {nb.name[:2]: nb.stem for nb in NOTEBOOKS}
     assert meta["kernel_sources"] == [f"{owner}/{table.kernel_slug(stems[n])}" for n in reads]
     weights = f"{owner}/{table.WEIGHTS_DATASET}" in meta["dataset_sources"]
-    assert weights is (number in ("03", "04"))
+    assert weights is (number in ("03", "04", "06"))
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)

@@ -146,6 +146,19 @@ def test_05_reranks_with_the_checkpoint_of_04(tiny_run):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_06_trains_dolg_and_reports_both_evaluations(tiny_run):
+    out = tiny_run / "06_dolg"
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["method"].startswith("DOLG") and 0 <= metrics["gap"] <= 1
+    results = json.loads((out / "test_results.json").read_text())
+    assert set(results) == {"DOLG retrieval top1", "DOLG retrieval vote"}
+    comparison = (out / "comparison.csv").read_text()
+    assert "ResNet-50 classifier (notebook 03)" in comparison  # read from RUN_DIR
+    assert json.loads((out / "config.json").read_text())["head"] == "subcenter"
+
+
 def test_runner_finds_every_override_declared_somewhere():
     declared = set().union(*(papermill.inspect_notebook(str(nb)) for nb in NOTEBOOKS))
     assert set(TINY_OVERRIDES) <= declared

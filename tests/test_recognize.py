@@ -192,8 +192,10 @@ def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:
     from utils.models import build_model
     from utils.training.checkpoint import save_atomic
 
-    model = build_model(model_name, 3)
+    model = build_model(model_name, 3, head="subcenter" if model_name == "dolg" else "")
     config = {"model": model_name, "image_size": 64, "pipeline": 2, "amp": False}
+    if model_name == "dolg":
+        config.update(head="subcenter", subcenters=3, scale=30.0)
     torch.manual_seed(0)
     return save_atomic(
         {"model": model.state_dict(), "config": config, "class_ids": [1, 2, 3]}, path
@@ -216,6 +218,17 @@ def test_global_embeddings_with_a_checkpoint(tmp_path):
     both.fit(images, ["a", "b", "c"])
     result = both.recognize(images[2])
     assert result.best == "c" and len(result.candidates) == 2
+
+
+@pytest.mark.slow
+def test_dolg_checkpoint_serves_recognition(tmp_path):
+    embed = recognize.build_recognizer(
+        "none", str(fake_checkpoint(tmp_path / "dolg.pt", "dolg")), top_k=2, progress=False
+    )
+    images = [warp(textured(i), seed=0) for i in range(3)]
+    assert embed.embedder(images).shape == (3, 512)  # DOLG's embedding
+    embed.fit(images, ["a", "b", "c"])
+    assert embed.recognize(images[0]).best == "a"
 
 
 @pytest.mark.slow

@@ -2,9 +2,9 @@
 
 Filled from the metrics files the notebooks leave in the run folder (nothing is typed in):
 
-- Table 3 (classification and retrieval on the manifest's test split): ``03_*/`` and
-  ``04_*/test_metrics.json`` with their ``config.json``, the rows of ``05_*/test_results.json``,
-  and ``06_*/test_metrics.json`` when notebook 06 exists;
+- Table 3 (classification and retrieval on the manifest's test split): ``test_metrics.json``
+  of 03, 04 and 06 with their ``config.json``, and the rows of 05's and 06's
+  ``test_results.json``;
 - Table 4 (non-landmark detectors): ``07_*/detectors.json`` when notebook 07 exists;
 - the submission: ``08_*/submission_report.json`` (GAP over the whole test set, non-landmark
   photos included, when the data root ships ``test_solution.csv``);
@@ -42,38 +42,26 @@ def _folder(run: Path, number: str) -> Path | None:
 
 
 def table3_rows(run: Path) -> list[list[str]]:
-    """``[model, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result."""
+    """``[model, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result.
+
+    Classifiers: ``test_metrics.json`` of 03, 04 and 06; retrieval: the rows of 05's and 06's
+    ``test_results.json`` (05 uses 04's network).
+    """
     rows = []
-    for number in ("03", "04", "06"):
-        folder = _folder(run, number)
-        metrics = _read(folder / "test_metrics.json") if folder else None
-        if not metrics:
+    for number, network in (("03", "03"), ("04", "04"), ("05", "04"), ("06", "06")):
+        folder, trained = _folder(run, number), _folder(run, network)
+        if folder is None:
             continue
-        config = _read(folder / "config.json") or {}
-        rows.append(
-            [
-                config.get("model", folder.name),
-                _fmt(config.get("pipeline")),
-                metrics.get("method", "classifier"),
-                _fmt(metrics.get("accuracy")),
-                _fmt(metrics.get("gap")),
-                _fmt(metrics.get("gap_at_20")),
-            ]
-        )
-    folder = _folder(run, "05")
-    results = _read(folder / "test_results.json") if folder else None
-    for method, values in (results or {}).items():
-        config = _read(run / "04_train_effnet" / "config.json") or {}
-        rows.append(
-            [
-                config.get("model", "efficientnet-b2"),
-                _fmt(config.get("pipeline")),
-                method,
-                _fmt(values.get("accuracy")),
-                _fmt(values.get("GAP")),
-                DASH,
-            ]
-        )
+        config = (_read(trained / "config.json") if trained else None) or {}
+        model, pipeline = config.get("model", folder.name), _fmt(config.get("pipeline"))
+        metrics = _read(folder / "test_metrics.json")
+        if metrics:
+            method = metrics.get("method", "classifier")
+            values = (metrics.get("accuracy"), metrics.get("gap"), metrics.get("gap_at_20"))
+            rows.append([model, pipeline, method, *(_fmt(v) for v in values)])
+        for method, values in (_read(folder / "test_results.json") or {}).items():
+            measured = (values.get("accuracy"), values.get("GAP"))
+            rows.append([model, pipeline, method, *(_fmt(v) for v in measured), DASH])
     return rows
 
 

@@ -101,7 +101,7 @@ def predict_classifier(
     ids = np.asarray(class_map.landmark_ids, np.int64)
     for images, rows in _batches(dataset, batch_size, workers, budget, pred, "test", progress):
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images.to(device, non_blocking=True)).float()
+            logits = model.logits(images.to(device, non_blocking=True)).float()
         confidence, index = logits.softmax(dim=1).max(dim=1)
         pred.landmarks[rows] = ids[index.cpu().numpy()]
         pred.confidences[rows] = confidence.cpu().numpy()

@@ -27,6 +27,8 @@ from efficientnet_pytorch import EfficientNet
 from torch import nn
 from torchvision import models as tv
 
+from utils.models.dolg import Dolg
+from utils.models.heads import HEADS
 from utils.models.weights import WeightsError, find_weights, load_state_dict_file
 
 ALIASES = {"efficientnet_b2": "efficientnet-b2", "mobilenetv2": "mobilenet_v2"}
@@ -93,6 +95,10 @@ class LandmarkClassifier(nn.Module):
         """Logits ``(B, num_classes)``."""
         return self.head(self.features(x))
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores for a softmax at inference: the logits (`Dolg.logits` scales cosines)."""
+        return self(x)
+
 
 def report_resnet_head(in_features: int, num_classes: int, hidden: int = 512) -> nn.Sequential:
     """The report's head: ``Linear(in, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``."""
@@ -135,12 +141,35 @@ BUILDERS: dict[str, tuple[Callable[[int], tuple[nn.Module, nn.Module, int]], typ
 }
 
 
+MODELS = (*BUILDERS, "dolg")
+
+
 def canonical_name(name: str) -> str:
-    """``efficientnet_b2`` -> ``efficientnet-b2``; ValueError for an unknown backbone."""
+    """``efficientnet_b2`` -> ``efficientnet-b2``; ValueError for an unknown model."""
     name = ALIASES.get(name.lower(), name.lower())
-    if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return name
+
+
+def _load_weights(net: nn.Module, name: str, path, drop: tuple[str, ...] = ()) -> None:
+    """ImageNet weights from a local file into ``net`` (keys starting with ``drop`` left out)."""
+    found = find_weights(name, path)
+    state = {k: v for k, v in load_state_dict_file(found).items() if not k.startswith(drop)}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"{found}: does not fit {name}: {str(err).splitlines()[0]}") from err
+
+
+def _dolg(num_classes, pretrained, pretrained_path, head, subcenters, scale) -> Dolg:
+    head = head or "arcface"
+    if head not in HEADS:
+        raise ValueError(f"DOLG's head must be one of {HEADS}, not {head!r}")
+    model = Dolg(num_classes, subcenters if head == "subcenter" else 1, scale)
+    if pretrained or pretrained_path:  # the ResNet-50 backbone; its fc is not used
+        _load_weights(model.net, "resnet50", pretrained_path, drop=("fc.",))
+    return model
 
 
 def build_model(
@@ -148,14 +177,22 @@ def build_model(
     num_classes: int,
     pretrained: bool = False,
     pretrained_path: str | None = None,
-) -> LandmarkClassifier:
+    head: str = "",
+    subcenters: int = 3,
+    scale: float = 30.0,
+) -> LandmarkClassifier | Dolg:
     """Build a classifier; ImageNet weights load from a local file only.
 
     Args:
-        name: ``resnet50``, ``efficientnet-b2`` or ``mobilenet_v2``.
+        name: ``resnet50``, ``efficientnet-b2``, ``mobilenet_v2`` or ``dolg`` (ResNet-50 +
+            DOLG, `utils.models.dolg`).
         num_classes: output classes of the head.
         pretrained: load ImageNet weights found by `utils.models.weights.find_weights`.
         pretrained_path: load this file (implies ``pretrained``).
+        head: DOLG's ``arcface`` (default) or ``subcenter`` cosine head; the classifiers have
+            their own head (``""``).
+        subcenters: sub-centres per class of the ``subcenter`` head.
+        scale: ArcFace's ``s`` (DOLG's logits at inference are ``s * cos``).
 
     Raises:
         WeightsError: the weights file is missing (naming where it was looked for), is not a
@@ -164,12 +201,12 @@ def build_model(
     name = canonical_name(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if name == "dolg":
+        return _dolg(num_classes, pretrained, pretrained_path, head, subcenters, scale)
+    if head:
+        raise ValueError(f"{name} has its own head; margin heads ({', '.join(HEADS)}) are DOLG's")
     make, body_type = BUILDERS[name]
-    net, head, width = make(num_classes)
+    net, classifier, width = make(num_classes)
     if pretrained or pretrained_path:
-        path = find_weights(name, pretrained_path)
-        try:
-            net.load_state_dict(load_state_dict_file(path))
-        except RuntimeError as err:
-            raise WeightsError(f"{path}: does not fit {name}: {str(err).splitlines()[0]}") from err
-    return LandmarkClassifier(name, body_type(net), head, width)
+        _load_weights(net, name, pretrained_path)
+    return LandmarkClassifier(name, body_type(net), classifier, width)

@@ -124,3 +124,7 @@ class Dolg(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class cosines ``(B, n)`` (float32)."""
         return self.head(self.embed(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``scale * cos`` ``(B, n)``: softmax-ready scores at inference (no margin)."""
+        return self.scale * self(x)

@@ -77,6 +77,12 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu"):
     state = load(path)
     config = state["config"]
     class_map = ClassMap(state["class_ids"])
-    model = build_model(config["model"], len(class_map))
+    model = build_model(
+        config["model"],
+        len(class_map),
+        head=config.get("head", ""),
+        subcenters=config.get("subcenters", 3),
+        scale=config.get("scale", 30.0),
+    )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), class_map, config

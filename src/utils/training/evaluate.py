@@ -98,7 +98,7 @@ def predict(
             continue
         images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images).float()
+            logits = model.logits(images).float()
         probs = logits.softmax(dim=1)
         confidence, predicted = probs.max(dim=1)
         out["loss"].append(nn.functional.cross_entropy(logits, labels, reduction="none").cpu())

@@ -29,9 +29,12 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -41,7 +44,8 @@ from tqdm.auto import tqdm
 
 from utils.data.datasets import ClassMap, make_loader
 from utils.data.manifests import read_manifests
-from utils.models import build_model
+from utils.models import build_model, canonical_name
+from utils.models.heads import HEADS, arcface_loss, dynamic_margins
 from utils.training import checkpoint
 from utils.training.devices import ddp_backend, resolve_device
 from utils.training.evaluate import predict, split_dataset, split_loader, summarize
@@ -55,7 +59,12 @@ class TrainConfig:
     data_root: str  # dataset folder in the Kaggle layout
     manifest_dir: str  # folder with train/val/test.csv manifests
     output_dir: str  # checkpoints, metrics, config.json
-    model: str = "resnet50"  # resnet50 | efficientnet-b2 | mobilenet_v2
+    model: str = "resnet50"  # resnet50 | efficientnet-b2 | mobilenet_v2 | dolg
+    head: str = ""  # DOLG's arcface | subcenter; empty: the model's own head
+    subcenters: int = 3  # sub-centres per class of the subcenter head
+    scale: float = 30.0  # ArcFace scale s
+    margin: float = 0.3  # ArcFace margin m, radians, when margins are not dynamic
+    dynamic_margins: bool = True  # per-class m from class frequency, ArcFace heads only
     pretrained: bool = False  # ImageNet weights from a local file (the report: False for ResNet)
     pretrained_path: str = ""  # that file (empty: the torch cache or a Kaggle dataset)
     pipeline: int = 2  # augmentation pipeline 1 or 2
@@ -83,6 +92,12 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.pipeline in (1, 2), f"pipeline must be 1 or 2, not {self.pipeline}"),
+            (
+                self.head in ("", *HEADS),
+                f"head: empty or one of {', '.join(HEADS)}, not {self.head!r}",
+            ),
+            (self.scale > 0 and 0 <= self.margin < 1.6, "scale must be > 0, margin in [0, 1.6)"),
+            (self.subcenters >= 1, f"subcenters must be >= 1, not {self.subcenters}"),
             (self.image_size >= 16, f"image_size must be >= 16, not {self.image_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
@@ -124,6 +139,34 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
+    """Cross-entropy of logits; with smoothing ``e`` a target is ``(1 - e) onehot + e / n``."""
+    return partial(nn.functional.cross_entropy, label_smoothing=label_smoothing)
+
+
+def criterion_for(cfg: TrainConfig, class_counts: np.ndarray) -> Criterion:
+    """The loss of a run: cross-entropy on logits, or ArcFace on DOLG's cosines.
+
+    ArcFace margins are ``cfg.margin`` for every class, or with ``dynamic_margins``
+    `dynamic_margins` of the train split's class counts (each sample gets its class's margin).
+    """
+    if canonical_name(cfg.model) != "dolg":
+        return cross_entropy(cfg.label_smoothing)
+    if cfg.dynamic_margins:
+        margins = torch.as_tensor(dynamic_margins(class_counts))
+    else:
+        margins = torch.full((len(class_counts),), cfg.margin)
+
+    def arcface(cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        m = margins.to(labels.device)[labels]
+        return arcface_loss(cosine, labels, cfg.scale, m, cfg.label_smoothing)
+
+    return arcface
+
+
 def train_step(
     net: nn.Module,
     images: torch.Tensor,
@@ -131,16 +174,17 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     amp: bool,
-    label_smoothing: float = 0.0,
+    criterion: Criterion | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on cross-entropy, in float16 autocast when ``amp``.
+    """One optimisation step, in float16 autocast when ``amp``.
 
-    With ``label_smoothing`` ``e`` the target of an image is ``(1 - e) onehot + e / n``.
-    Returns the logits ``(B, n)`` and the loss (a scalar tensor).
+    ``criterion(outputs, labels)`` is the loss (default: cross-entropy; `criterion_for`).
+    Returns the network's outputs ``(B, n)`` (logits, or DOLG's cosines) and the loss.
     """
+    criterion = criterion or cross_entropy()
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=amp):
         logits = net(images)
-        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -211,7 +255,17 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     if cfg.cache:  # decoded once here, before any loader worker forks
         train_set.fill_cache()
         val_set.fill_cache()
-    model = build_model(cfg.model, len(class_map), cfg.pretrained, cfg.pretrained_path or None)
+    model = build_model(
+        cfg.model,
+        len(class_map),
+        cfg.pretrained,
+        cfg.pretrained_path or None,
+        cfg.head,
+        cfg.subcenters,
+        cfg.scale,
+    )
+    counts = manifests.train["landmark_id"].map(class_map.index).value_counts()
+    criterion = criterion_for(cfg, counts.reindex(range(len(class_map)), fill_value=0).to_numpy())
     model = model.to(device, memory_format=memory) if memory else model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = (
@@ -273,9 +327,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             )
             labels = labels.to(device, non_blocking=True)
             lr_sum += optimizer.param_groups[0]["lr"]
-            logits, loss = train_step(
-                net, images, labels, optimizer, scaler, use_amp, cfg.label_smoothing
-            )
+            logits, loss = train_step(net, images, labels, optimizer, scaler, use_amp, criterion)
             scheduler.step()
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
