@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -5,9 +6,13 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from utils.data.datasets import ClassMap, ManifestDataset, make_loader
+from utils.models import build_model
 from utils.training import checkpoint, devices, evaluate, train
 from utils.training.train import TrainConfig
 
@@ -110,6 +115,86 @@ def test_config_validation(tmp_path):
         TrainConfig("d", "m", "o", pipeline=3)
     with pytest.raises(ValueError, match="wandb_mode"):
         TrainConfig("d", "m", "o", wandb_mode="cloud")
+    with pytest.raises(ValueError, match="warmup_epochs must be in"):
+        TrainConfig("d", "m", "o", epochs=2, warmup_epochs=3)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        TrainConfig("d", "m", "o", label_smoothing=1.0)
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        TrainConfig("d", "m", "o", threads=-1)
+
+
+def test_lr_warms_up_linearly_then_decays_by_cosine_every_step():
+    total, warmup = 100, 10
+    factors = [train.lr_factor(step, total, warmup) for step in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == 1.0 and factors[55] == pytest.approx(0.5) and factors[-1] < 0.001
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert train.lr_factor(50, total, warmup, cosine=False) == 1.0
+    assert train.lr_factor(0, total, 0) == 1.0
+    # a last batch of one image is dropped (BatchNorm), so it is no step
+    assert [train.steps_per_epoch(n, 16) for n in (32, 33, 34, 51)] == [2, 2, 3, 4]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["resnet50", "efficientnet-b2"])
+def test_training_steps_fit_a_batch_and_eval_mode_agrees(tiny_root, tiny_manifest, model):
+    """From scratch, 30 steps fit one batch of tiny images, and eval mode predicts as well.
+
+    Eval mode uses BN's running statistics. After these 30 fast-moving steps EfficientNet-B2's
+    running averages (momentum 0.01 or 0.1 alike) still make eval mode predict one class (accuracy
+    0.25 where train mode had 0.94, measured); `recalibrate_batchnorm` re-estimates them for
+    the final weights (0.81). The notebooks' longer runs end on a decayed lr, where momentum
+    0.1 suffices (`test_models`).
+    """
+    torch.manual_seed(0)
+    cfg = dataclasses.asdict(config(tiny_root, tiny_manifest, "unused", image_size=64))
+    class_map = ClassMap.from_manifest(pd.read_csv(tiny_manifest / "train.csv"))
+    data = evaluate.split_dataset(cfg, class_map, "train")  # the eval transform: fixed images
+    images, labels = next(iter(make_loader(data, 16, shuffle=True, workers=0, seed=0)))
+    net = build_model(model, len(class_map)).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # robust on a shared CPU
+    try:
+        losses = [
+            train.train_step(
+                net, images, labels, optimizer, scaler, False, train.cross_entropy(0.1)
+            )[1].item()
+            for _ in range(30)
+        ]
+        with torch.no_grad():
+            fitted = (net(images).argmax(1) == labels).float().mean().item()  # batch statistics
+            train.recalibrate_batchnorm(net, [images])
+            predicted = net(images).argmax(1)  # eval mode, recalibrated running statistics
+    finally:
+        torch.set_num_threads(threads)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    prior = labels.bincount().max().item() / len(labels)
+    accuracy = (predicted == labels).float().mean().item()
+    assert fitted > prior + 0.3 and accuracy > prior + 0.3, (fitted, accuracy, prior)
+    assert not net.training
+
+
+def test_warm_up_is_per_step_inside_the_first_epoch(tiny_root, tiny_manifest, tmp_path):
+    cfg = config(tiny_root, tiny_manifest, tmp_path, epochs=2, warmup_epochs=1, cache=True)
+    history = train.train(cfg, progress=False).history
+    steps = train.steps_per_epoch(51, cfg.batch_size)  # 51 training images
+    # the mean lr of a linear warm-up over W steps is lr (W + 1) / 2W; then the cosine decays
+    assert history[0]["lr"] == pytest.approx(cfg.lr * (steps + 1) / (2 * steps))
+    assert history[1]["lr"] < cfg.lr
+
+
+def test_cache_keeps_decoded_images_and_changes_nothing(tiny_root, tiny_manifest):
+    class_map = ClassMap.from_manifest(pd.read_csv(tiny_manifest / "train.csv"))
+    frame = pd.read_csv(tiny_manifest / "val.csv", dtype={"id": str})
+    plain = ManifestDataset(frame, tiny_root, class_map, min_side=40)
+    cached = ManifestDataset(frame, tiny_root, class_map, min_side=40, cache=True)
+    assert cached.fill_cache() == len(frame) and plain.fill_cache() == 0
+    for index in range(len(frame)):
+        image, label = cached[index]
+        assert image is cached.cache[index] and label == plain[index][1]
+        np.testing.assert_array_equal(image, plain[index][0])
 
 
 def test_cuda_asked_for_without_cuda():

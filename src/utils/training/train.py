@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import itertools
 import json
 import math
 import os
@@ -80,6 +81,7 @@ class TrainConfig:
     workers: int = 2  # data loader processes
     cache: bool = False  # keep decoded train/val images in memory (`ManifestDataset` cache)
     threads: int = 0  # torch CPU threads of the training process (0: torch's default)
+    bn_recalibration: int = 0  # batches to recompute BN statistics before validation (0: off)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # float16 autocast + GradScaler, on CUDA only
     channels_last: bool = True  # on CUDA only
@@ -117,6 +119,7 @@ class TrainConfig:
                 f"label_smoothing must be in [0, 1), not {self.label_smoothing}",
             ),
             (self.threads >= 0, f"threads must be >= 0, not {self.threads}"),
+            (self.bn_recalibration >= 0, "bn_recalibration must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -190,6 +193,35 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     return logits, loss
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches, device: torch.device | None = None) -> int:
+    """Recompute every BatchNorm's running statistics for the current weights ("precise BN").
+
+    The statistics are reset and re-estimated as the plain average over ``batches`` (an
+    iterable of images ``(B, 3, H, W)`` or ``(images, labels)``) of forward passes without
+    gradients, the BatchNorm layers in train mode and every other layer (dropout, drop-connect)
+    in eval mode, as at inference. The model is left in eval mode. Running averages with a
+    momentum lag behind weights that change fast, e.g. early in a training from scratch, which
+    eval mode then pays for. Returns the number of batches used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+        norm.train()
+    count = 0
+    for batch in batches:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        model(images.to(device) if device is not None else images)
+        count += 1
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
+    return count
 
 
 def lr_factor(step: int, total: int, warmup: int, cosine: bool = True) -> float:
@@ -334,6 +366,19 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             hits += int((logits.argmax(1) == labels).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{hits / seen:.3f}")
         lr = lr_sum / max(len(loader), 1)  # the epoch's mean lr
+        if cfg.bn_recalibration:  # the same batches on every rank: the replicas stay equal
+            recalibration = make_loader(
+                train_set,
+                cfg.batch_size,
+                shuffle=True,
+                workers=cfg.workers,
+                seed=cfg.seed * 1000 + epoch,
+                drop_last=True,
+                persistent=False,
+            )
+            recalibrate_batchnorm(
+                model, itertools.islice(recalibration, cfg.bn_recalibration), device
+            )
         seconds = time.perf_counter() - tic
         if world > 1:
             dist.barrier()
