@@ -130,3 +130,24 @@ def write_results(run: str | Path) -> Path:
     path = Path(run) / "results.md"
     path.write_text(render(Path(run)), encoding="utf-8")
     return path
+
+
+def parser():
+    """Options of the command."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m utils results", description=__doc__.split("\n")[0])
+    p.add_argument("run", type=Path, help="run folder holding the notebooks' NN_name/ outputs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write RUN/results.md and print its path; 2 when RUN is not a folder."""
+    import sys
+
+    args = parser().parse_args(argv)
+    if not args.run.is_dir():
+        print(f"error: {args.run}: not a folder", file=sys.stderr)
+        return 2
+    print(write_results(args.run))
+    return 0

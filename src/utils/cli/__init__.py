@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("utils.cli.validate", "check a submission.csv"),
     "bench": ("utils.bench.cli", "benchmarks: a ratio against a baseline in one run"),
     "pipeline": ("utils.pipeline", "run the numbered notebooks in order with papermill"),
+    "results": ("utils.results", "write RUN/results.md from a run folder's metrics files"),
     "kernels": (
         "utils.kernels.cli",
         "Kaggle kernels: build, package dataset, push, status, output",
