@@ -136,7 +136,7 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_every_step():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["resnet50", "efficientnet-b2"])
+@pytest.mark.parametrize("model", ["resnet50", "efficientnet-b2", "dolg"])
 def test_training_steps_fit_a_batch_and_eval_mode_agrees(tiny_root, tiny_manifest, model):
     """From scratch, 30 steps fit one batch of tiny images, and eval mode predicts as well.
 
@@ -150,17 +150,18 @@ def test_training_steps_fit_a_batch_and_eval_mode_agrees(tiny_root, tiny_manifes
     cfg = dataclasses.asdict(config(tiny_root, tiny_manifest, "unused", image_size=64))
     class_map = ClassMap.from_manifest(pd.read_csv(tiny_manifest / "train.csv"))
     data = evaluate.split_dataset(cfg, class_map, "train")  # the eval transform: fixed images
-    images, labels = next(iter(make_loader(data, 16, shuffle=True, workers=0, seed=0)))
+    images, labels = next(iter(make_loader(data, 16, shuffle=True, workers=0, seed=0)))[:2]
     net = build_model(model, len(class_map)).train()
+    counts = np.bincount(data.labels, minlength=len(class_map))
+    run = config(tiny_root, tiny_manifest, "unused", model=model, label_smoothing=0.1)
+    criterion = train.criterion_for(run, counts)  # ArcFace with dynamic margins for DOLG
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # robust on a shared CPU
     try:
         losses = [
-            train.train_step(
-                net, images, labels, optimizer, scaler, False, train.cross_entropy(0.1)
-            )[1].item()
+            train.train_step(net, images, labels, optimizer, scaler, False, criterion)[1].item()
             for _ in range(30)
         ]
         with torch.no_grad():
@@ -204,6 +205,27 @@ def test_cuda_asked_for_without_cuda():
         devices.resolve_device("cuda")
     assert devices.resolve_device("auto").type == "cpu"
     assert devices.ddp_backend(torch.device("cpu")) == "gloo"  # even where CUDA exists
+
+
+def test_precision_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert devices.autocast_dtype(cpu, True, "auto") is None  # fp32 on the CPU by default
+    assert devices.autocast_dtype(cuda, True, "auto") == torch.float16
+    assert devices.autocast_dtype(cuda, False, "auto") is None
+    assert devices.autocast_dtype(cpu, True, "bf16") == torch.bfloat16
+    assert devices.autocast_dtype(cuda, True, "fp32") is None
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        devices.autocast_dtype(cpu, True, "fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        devices.autocast_dtype(cpu, True, "int8")
+
+
+def test_bfloat16_autocast_trains_on_the_cpu(tiny_root, tiny_manifest, tmp_path):
+    result = train.train(
+        config(tiny_root, tiny_manifest, tmp_path, precision="bf16"), progress=False
+    )
+    row = result.history[0]
+    assert np.isfinite(row["train_loss"]) and 0 <= row["val_gap"] <= 1
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

@@ -92,15 +92,15 @@ def predict_classifier(
     budget: TimeBudget,
     batch_size: int = 64,
     workers: int = 2,
-    amp: bool = False,
+    dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> TestPredictions:
-    """The ``classifier`` method of the module docstring."""
+    """The ``classifier`` method of the module docstring (``dtype``: autocast, None: fp32)."""
     model.eval()
     pred = TestPredictions.empty(len(dataset))
     ids = np.asarray(class_map.landmark_ids, np.int64)
     for images, rows in _batches(dataset, batch_size, workers, budget, pred, "test", progress):
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model.logits(images.to(device, non_blocking=True)).float()
         confidence, index = logits.softmax(dim=1).max(dim=1)
         pred.landmarks[rows] = ids[index.cpu().numpy()]

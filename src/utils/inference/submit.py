@@ -35,7 +35,7 @@ from utils.submission import (
     write_submission,
 )
 from utils.training.checkpoint import load_trained
-from utils.training.devices import resolve_device
+from utils.training.devices import autocast_dtype, resolve_device
 
 DETECTORS = ("none",)  # the detectors of notebook 07 join here when they land
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -147,11 +147,11 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
     attempt = ids if mode == "full" else ids[: cfg.interactive_limit]
     device = resolve_device(cfg.device)
     model, class_map, config = load_trained(cfg.checkpoint, device)
-    amp = bool(config.get("amp")) and device.type == "cuda"
+    dtype = autocast_dtype(device, bool(config.get("amp")), config.get("precision", "auto"))
     dataset = test_dataset(cfg.data_root, attempt, config["image_size"], config["pipeline"])
     if cfg.method == "classifier":
         pred = predict_classifier(
-            model, class_map, dataset, device, budget, cfg.batch_size, cfg.workers, amp, progress
+            model, class_map, dataset, device, budget, cfg.batch_size, cfg.workers, dtype, progress
         )
     else:
         pred = _retrieval(cfg, model, config, dataset, device, budget, progress)

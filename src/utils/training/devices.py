@@ -25,3 +25,22 @@ def ddp_backend(device: torch.device) -> str:
     GPU machine runs with gloo.
     """
     return "nccl" if device.type == "cuda" else "gloo"
+
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def autocast_dtype(device: torch.device, amp: bool = True, precision: str = "auto"):
+    """The autocast dtype of a run on ``device``, or None for plain float32.
+
+    ``auto``: float16 on CUDA when ``amp`` (with a GradScaler), float32 on the CPU; ``fp16``:
+    float16 (CUDA only); ``bf16``: bfloat16 (CUDA, or CPUs whose oneDNN kernels have it, e.g.
+    AVX512-BF16); ``fp32``: none.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "fp32" or (precision == "auto" and not (amp and device.type == "cuda")):
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs CUDA; on the CPU use bf16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16

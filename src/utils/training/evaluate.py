@@ -30,7 +30,7 @@ from utils.data.datasets import ClassMap, ManifestDataset, drop_broken_collate, 
 from utils.data.manifests import read_manifests
 from utils.metrics import accuracy, gap
 from utils.training.checkpoint import load_trained
-from utils.training.devices import resolve_device
+from utils.training.devices import autocast_dtype, resolve_device
 
 
 def cap(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
@@ -81,7 +81,7 @@ def predict(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device,
-    amp: bool = False,
+    dtype: torch.dtype | None = None,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Class predictions, softmax confidences, labels and per-image losses over a loader.
@@ -97,7 +97,7 @@ def predict(
         if batch is None:
             continue
         images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model.logits(images).float()
         probs = logits.softmax(dim=1)
         confidence, predicted = probs.max(dim=1)
@@ -142,9 +142,9 @@ def evaluate(
     dev = resolve_device(device)
     model, class_map, config = load_trained(path, dev)
     data = split_dataset(config, class_map, split)
-    use_amp = config["amp"] and dev.type == "cuda"
+    dtype = autocast_dtype(dev, config["amp"], config.get("precision", "auto"))
     loader = split_loader(data, batch_size, workers)
-    pred = predict(model, loader, dev, use_amp, progress)
+    pred = predict(model, loader, dev, dtype, progress)
     table = pd.DataFrame(
         {
             "id": [data.ids[row] for row in pred["row"]],

@@ -48,7 +48,7 @@ from utils.data.manifests import read_manifests
 from utils.models import build_model, canonical_name
 from utils.models.heads import HEADS, arcface_loss, dynamic_margins
 from utils.training import checkpoint
-from utils.training.devices import ddp_backend, resolve_device
+from utils.training.devices import PRECISIONS, autocast_dtype, ddp_backend, resolve_device
 from utils.training.evaluate import predict, split_dataset, split_loader, summarize
 from utils.training.tracking import WANDB_MODES, MetricsLog, start_wandb
 
@@ -83,7 +83,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads of the training process (0: torch's default)
     bn_recalibration: int = 0  # batches to recompute BN statistics before validation (0: off)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # float16 autocast + GradScaler, on CUDA only
+    amp: bool = True  # float16 autocast + GradScaler, on CUDA only, with precision auto
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16, bf16 also on AVX512-BF16 CPUs
     channels_last: bool = True  # on CUDA only
     wandb_mode: str = "offline"  # offline | online | disabled
     wandb_project: str = "landmark-recognition"  # W&B project name
@@ -100,6 +101,7 @@ class TrainConfig:
             ),
             (self.scale > 0 and 0 <= self.margin < 1.6, "scale must be > 0, margin in [0, 1.6)"),
             (self.subcenters >= 1, f"subcenters must be >= 1, not {self.subcenters}"),
+            (self.precision in PRECISIONS, f"precision: one of {PRECISIONS}"),
             (self.image_size >= 16, f"image_size must be >= 16, not {self.image_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
@@ -178,14 +180,15 @@ def train_step(
     scaler: torch.amp.GradScaler,
     amp: bool,
     criterion: Criterion | None = None,
+    dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step, in float16 autocast when ``amp``.
+    """One optimisation step, in ``dtype`` autocast when ``amp``.
 
     ``criterion(outputs, labels)`` is the loss (default: cross-entropy; `criterion_for`).
     Returns the network's outputs ``(B, n)`` (logits, or DOLG's cosines) and the loss.
     """
     criterion = criterion or cross_entropy()
-    with torch.autocast(images.device.type, dtype=torch.float16, enabled=amp):
+    with torch.autocast(images.device.type, dtype=dtype, enabled=amp):
         logits = net(images)
         loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
@@ -273,7 +276,8 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    use_amp = cfg.amp and device.type == "cuda"
+    dtype = autocast_dtype(device, cfg.amp, cfg.precision)
+    use_amp = dtype is not None
     memory = torch.channels_last if cfg.channels_last and device.type == "cuda" else None
     out = Path(cfg.output_dir)
     lead = rank == 0
@@ -307,7 +311,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     )
     per_rank = len(sampler) if sampler is not None else len(train_set)
     scheduler = _scheduler(cfg, optimizer, steps_per_epoch(per_rank, cfg.batch_size))
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start, best_gap, best_epoch, history = 0, -1.0, 0, []
 
     last = out / "last.pt"
@@ -359,7 +363,9 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             )
             labels = labels.to(device, non_blocking=True)
             lr_sum += optimizer.param_groups[0]["lr"]
-            logits, loss = train_step(net, images, labels, optimizer, scaler, use_amp, criterion)
+            logits, loss = train_step(
+                net, images, labels, optimizer, scaler, use_amp, criterion, dtype or torch.float32
+            )
             scheduler.step()
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
@@ -384,7 +390,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             dist.barrier()
         if not lead:
             continue
-        val = summarize(predict(model, val_loader, device, use_amp, progress), len(val_set))
+        val = summarize(predict(model, val_loader, device, dtype, progress), len(val_set))
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
