@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from utils.bench import cli as bench
@@ -46,7 +47,19 @@ def test_train_benchmark_runs(capsys):
         == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["rows"][0]["model"] == "mobilenet_v2" and result["rows"][0]["fp32"] > 0
+    row = result["rows"][0]
+    assert row["model"] == "mobilenet_v2" and row["step"]["fp32"] > 0
+    assert row["ratio"]["fp32"] == 1.0 and "fp32 channels_last" in row["step"]
+
+
+def test_train_benchmark_end_to_end(tiny_root, tiny_manifest):
+    from utils.bench.train import bench_train
+
+    result = bench_train(["mobilenet_v2"], 32, 4, 2, "cpu", tiny_root, tiny_manifest, workers=0)
+    row = result["rows"][0]
+    assert row["end_to_end"] > 0  # two timed runs, one ratio
+    expected = row["end_to_end"] / row["step"][row["fastest"]]
+    assert row["end_to_end_over_step"] == pytest.approx(expected, abs=0.01)
 
 
 def test_retrieval_benchmark_runs(tmp_path, capsys):

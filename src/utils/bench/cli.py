@@ -12,9 +12,10 @@
 Each is timed over its second epoch (workers started, files in the page cache).
 
 ``python -m utils bench train [--models resnet50,efficientnet-b2] [--size 224] [--batch 32]
-[--steps 10] [--device auto] [--json]``: training images per second of each backbone (forward,
-backward and AdamW step on random batches, after warm-up steps), in fp32 and, on CUDA, with
-AMP (float16) + channels_last, and the ratio between them.
+[--steps 10] [--device auto] [--data-root DIR --manifest-dir DIR] [--json]``: training images
+per second of each backbone in every precision the device has, with and without channels_last,
+the ratio of each to fp32, and the end-to-end rate with the project's loader beside the fastest
+step rate (`utils.bench.train`).
 
 ``python -m utils bench metrics [--size 1000000]``: seconds for GAP and GAP@k over a million
 random predictions, against a plain Python loop (on 100,000, scaled).
@@ -57,6 +58,19 @@ def parser() -> argparse.ArgumentParser:
     trainer.add_argument("--batch", type=int, default=32, help="images per step")
     trainer.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     trainer.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    trainer.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("data/minigld-default"),
+        help="dataset for the end-to-end rate (skipped when its manifest is missing)",
+    )
+    trainer.add_argument(
+        "--manifest-dir",
+        type=Path,
+        default=Path("data_manifests/minigld-default-top30"),
+        help="manifests of that dataset",
+    )
+    trainer.add_argument("--workers", type=int, default=2, help="loader processes, end to end")
     trainer.add_argument("--json", action="store_true", help="print JSON only")
     scoring = sub.add_parser("metrics", help="GAP over a million predictions")
     scoring.add_argument("--size", type=int, default=1_000_000, help="predictions")
@@ -94,7 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         show = print_loader
     else:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
-        result = bench_train(models, args.size, args.batch, args.steps, args.device)
+        result = bench_train(
+            models,
+            args.size,
+            args.batch,
+            args.steps,
+            args.device,
+            args.data_root if args.data_root.is_dir() else None,
+            args.manifest_dir,
+            args.workers,
+        )
         show = print_train
     if args.json:
         print(json.dumps(result, indent=2))

@@ -1,31 +1,45 @@
-"""Training-throughput benchmark: images per second of each backbone, fp32 vs AMP.
+"""Training-throughput benchmark: each backbone's step rate per precision, and end to end.
 
-See `utils.bench` for the command.
+``step``: images/s of forward + backward + AdamW on random batches already on the device, for
+every precision the device has (CPU: fp32, bfloat16 autocast where oneDNN has it; CUDA: fp32
+(TF32 where the card uses it), float16 AMP with a GradScaler, bfloat16 AMP where supported), each
+with and without channels_last; ``ratio`` is each rate over plain fp32 from the same run.
+``end_to_end``: images/s of real training steps fed by the project's loader (manifest split,
+pipeline 2, reduced-size decoding, workers) in the fastest step setting, so
+``end_to_end / step`` says how much of the time the device waits for data.
+
+See `utils.bench.cli` for the command.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
+
+import torch
+
+from utils.data.augment import decode_side, pipeline2
+from utils.data.datasets import ClassMap, ManifestDataset, make_loader
+from utils.data.manifests import read_manifests
+from utils.models import build_model
+from utils.training.devices import resolve_device
+from utils.training.train import train_step
 
 
-def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool) -> float:
-    """Training images/s of ``model`` on random data; ``fast``: AMP + channels_last (CUDA)."""
-    import torch
+def precisions(device: torch.device) -> list[str]:
+    """The precisions worth timing on ``device``."""
+    if device.type == "cuda":
+        return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+    return ["fp32", "bf16"] if bf16 else ["fp32"]
 
-    from utils.training.train import train_step
 
-    memory = torch.channels_last if fast else torch.contiguous_format
-    model = model.to(device, memory_format=memory).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=fast)
-    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=memory)
-    labels = torch.randint(0, 10, (batch,), device=device)
+DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
-    def step():
-        train_step(model, images, labels, optimizer, scaler, fast)
 
-    for _ in range(2):
+def _timed(step, steps: int, device: torch.device, warmup: int = 2) -> float:
+    for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -34,31 +48,114 @@ def train_step_rate(model, device, size: int, batch: int, steps: int, fast: bool
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return batch * steps / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def bench_train(models: list[str], size: int, batch: int, steps: int, device: str) -> dict:
-    """fp32 (and on CUDA, AMP + channels_last) training throughput of each backbone."""
-    from utils.models import build_model
-    from utils.training.devices import resolve_device
+def _prepare(name: str, classes: int, device, precision: str, channels_last: bool):
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(name, classes).to(device, memory_format=memory).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    dtype = DTYPES[precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
+    def step(images, labels):
+        images = images.to(device, non_blocking=True, memory_format=memory)
+        train_step(
+            model,
+            images,
+            labels.to(device),
+            optimizer,
+            scaler,
+            dtype is not None,
+            None,
+            dtype or torch.float32,
+        )
+
+    return step
+
+
+def step_rate(name, device, size, batch, steps, precision="fp32", channels_last=False) -> float:
+    """Training images/s of ``name`` on random batches in one precision and layout."""
+    step = _prepare(name, 10, device, precision, channels_last)
+    images = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, 10, (batch,), device=device)
+    return batch * steps / _timed(lambda: step(images, labels), steps, device)
+
+
+def end_to_end_rate(
+    name, device, size, batch, steps, precision, channels_last, data_root, manifest_dir, workers
+) -> float:
+    """Training images/s over the project's loader (manifest train split, pipeline 2)."""
+    split = read_manifests(manifest_dir).train
+    classes = ClassMap.from_manifest(split)
+    data = ManifestDataset(
+        split,
+        data_root,
+        classes,
+        pipeline2(size),
+        min_side=decode_side(size, 2),
+        on_broken="replace",
+    )
+    loader = make_loader(data, batch, shuffle=True, workers=workers, drop_last=True)
+    step = _prepare(name, len(classes), device, precision, channels_last)
+    batches = iter(loader)
+
+    def one():
+        nonlocal batches
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            images, labels = next(batches)
+        step(images, labels)
+
+    return batch * steps / _timed(one, steps, device)
+
+
+def bench_train(
+    models: list[str],
+    size: int,
+    batch: int,
+    steps: int,
+    device: str,
+    data_root: str | Path | None = None,
+    manifest_dir: str | Path | None = None,
+    workers: int = 2,
+) -> dict:
+    """Step rates per precision and layout, and (with a data root) the end-to-end rate."""
     dev = resolve_device(device)
     rows = []
     for name in models:
+        rates = {}
+        for precision in precisions(dev):
+            for channels_last in (False, True):
+                key = f"{precision}{' channels_last' if channels_last else ''}"
+                rates[key] = step_rate(name, dev, size, batch, steps, precision, channels_last)
+        base = rates["fp32"]
+        best = max(rates, key=rates.get)
         row = {
             "model": name,
-            "fp32": round(
-                train_step_rate(build_model(name, 10), dev, size, batch, steps, False), 1
-            ),
+            "step": {k: round(v, 1) for k, v in rates.items()},
+            "ratio": {k: round(v / base, 2) for k, v in rates.items()},
+            "fastest": best,
         }
-        if dev.type == "cuda":
-            row["amp_channels_last"] = round(
-                train_step_rate(build_model(name, 10), dev, size, batch, steps, True), 1
+        if data_root and manifest_dir and Path(manifest_dir, "train.csv").is_file():
+            precision, _, layout = best.partition(" ")
+            e2e = end_to_end_rate(
+                name,
+                dev,
+                size,
+                batch,
+                steps,
+                precision,
+                bool(layout),
+                data_root,
+                manifest_dir,
+                workers,
             )
-            row["ratio"] = round(row["amp_channels_last"] / row["fp32"], 2)
+            row["end_to_end"] = round(e2e, 1)
+            row["end_to_end_over_step"] = round(e2e / rates[best], 2)
         rows.append(row)
-    import torch
-
     card = (
         torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     )
@@ -66,15 +163,16 @@ def bench_train(models: list[str], size: int, batch: int, steps: int, device: st
 
 
 def print_train(result: dict) -> None:
-    """Print `bench_train`'s result, one line per backbone."""
+    """Print `bench_train`'s result, one block per backbone."""
     print(
         f"training throughput on {result['device']}: {result['size']} px, batch "
-        f"{result['batch']}, {result['steps']} timed steps (images/s)"
+        f"{result['batch']}, {result['steps']} timed steps (images/s; ratio to fp32)"
     )
     for row in result["rows"]:
-        extra = (
-            f", AMP + channels_last {row['amp_channels_last']:.1f} ({row['ratio']:.2f}x)"
-            if "ratio" in row
-            else ""
-        )
-        print(f"  {row['model']:<16} fp32 {row['fp32']:.1f}{extra}")
+        cells = ", ".join(f"{k} {v:.1f} ({row['ratio'][k]:.2f}x)" for k, v in row["step"].items())
+        print(f"  {row['model']:<16} {cells}; fastest: {row['fastest']}")
+        if "end_to_end" in row:
+            print(
+                f"  {'':<16} end to end with the loader: {row['end_to_end']:.1f} "
+                f"({row['end_to_end_over_step']:.0%} of the step rate)"
+            )
