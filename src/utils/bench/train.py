@@ -23,7 +23,7 @@ from utils.data.augment import decode_side, pipeline2
 from utils.data.datasets import ClassMap, ManifestDataset, make_loader
 from utils.data.manifests import read_manifests
 from utils.models import build_model
-from utils.training.devices import resolve_device
+from utils.training.devices import DTYPES, cpu_has_bf16, resolve_device
 from utils.training.train import train_step
 
 
@@ -31,11 +31,7 @@ def precisions(device: torch.device) -> list[str]:
     """The precisions worth timing on ``device``."""
     if device.type == "cuda":
         return ["fp32", "fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-    return ["fp32", "bf16"] if bf16 else ["fp32"]
-
-
-DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
 
 
 def _timed(step, steps: int, device: torch.device, warmup: int = 2) -> float:

@@ -147,7 +147,8 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
     attempt = ids if mode == "full" else ids[: cfg.interactive_limit]
     device = resolve_device(cfg.device)
     model, class_map, config = load_trained(cfg.checkpoint, device)
-    dtype = autocast_dtype(device, bool(config.get("amp")), config.get("precision", "auto"))
+    precision = config.get("precision", "auto")
+    dtype = autocast_dtype(device, bool(config.get("amp")), precision, config["model"])
     dataset = test_dataset(cfg.data_root, attempt, config["image_size"], config["pipeline"])
     if cfg.method == "classifier":
         pred = predict_classifier(

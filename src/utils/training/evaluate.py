@@ -142,7 +142,7 @@ def evaluate(
     dev = resolve_device(device)
     model, class_map, config = load_trained(path, dev)
     data = split_dataset(config, class_map, split)
-    dtype = autocast_dtype(dev, config["amp"], config.get("precision", "auto"))
+    dtype = autocast_dtype(dev, config["amp"], config.get("precision", "auto"), config["model"])
     loader = split_loader(data, batch_size, workers)
     pred = predict(model, loader, dev, dtype, progress)
     table = pd.DataFrame(

@@ -83,9 +83,9 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads of the training process (0: torch's default)
     bn_recalibration: int = 0  # batches to recompute BN statistics before validation (0: off)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # float16 autocast + GradScaler, on CUDA only, with precision auto
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16, bf16 also on AVX512-BF16 CPUs
-    channels_last: bool = True  # on CUDA only
+    amp: bool = True  # mixed precision as precision auto chooses; off: fp32
+    precision: str = "auto"  # auto: the fastest measured per model and device | fp32 | fp16 | bf16
+    channels_last: bool = True  # channels_last memory layout, CUDA and CPU
     wandb_mode: str = "offline"  # offline | online | disabled
     wandb_project: str = "landmark-recognition"  # W&B project name
     resume: bool = False  # continue from OUTPUT/last.pt when it exists
@@ -276,9 +276,9 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dtype = autocast_dtype(device, cfg.amp, cfg.precision)
+    dtype = autocast_dtype(device, cfg.amp, cfg.precision, canonical_name(cfg.model))
     use_amp = dtype is not None
-    memory = torch.channels_last if cfg.channels_last and device.type == "cuda" else None
+    memory = torch.channels_last if cfg.channels_last else None
     out = Path(cfg.output_dir)
     lead = rank == 0
     torch.manual_seed(cfg.seed)
