@@ -5,11 +5,11 @@ Matching a query against every gallery photo with RANSAC costs time linear in th
 2003; Philbin et al. 2007) and only the top ``N`` photos are verified:
 
 - vocabulary: k-means over RootSIFT descriptors of the gallery itself (faiss, ``words``
-  centroids, 2^13 by default, fewer when the gallery has under 10 descriptors per word; at
-  most ``10 * words`` descriptors drawn, seeded; 8 iterations); descriptors go to their
-  nearest word through a faiss IVF over the centroids (``sqrt(words)`` lists, 8 probed: about
-  a tenth of the exhaustive cost; saved with the index, so a reloaded index assigns exactly as
-  the saved one);
+  centroids, 2^12 by default, fewer (a power of two) when the gallery has under 40
+  descriptors per word; ``10 * words`` descriptors drawn, seeded; 8 iterations); descriptors
+  go to their nearest word through a faiss IVF over the centroids (``sqrt(words)`` lists, 8
+  probed: about a tenth of the exhaustive cost; saved with the index, so a reloaded index
+  assigns exactly as the saved one);
 - scoring: each photo is a tf-idf vector ``w_t = count_t * log(n / df_t)`` over the words it
   holds, L2-normalised; the inverted file (a sparse word-by-photo matrix) gives the cosine of
   a query with every photo that shares a word with it, touching only those postings.
@@ -45,8 +45,9 @@ from utils.data.images import ImageLoadError, load_image
 from utils.retrieval.local_features import LocalFeatures
 
 FORMAT = 1
-WORDS = 2**13
+WORDS = 2**12
 PER_WORD = 10  # descriptors drawn per centroid for k-means (and the fewest per word)
+GALLERY_PER_WORD = 40  # the vocabulary has at most one word per 40 gallery descriptors
 PROBES = 8  # lists of centroids searched when assigning a descriptor to its word
 
 
@@ -370,15 +371,18 @@ class ShortlistIndex:
             unique = list(dict.fromkeys(self.keys))
             rng = np.random.default_rng(self.seed)
             budget = PER_WORD * self.words
-            per_photo = max(1, 2 * budget // len(unique) + 1)  # some photos have fewer
-            sample = []
+            per_photo = max(1, budget // len(unique) + 1)
+            sample, total = [], 0
             for key in tqdm(unique, desc="index: sample", disable=not self.progress):
                 desc = stored._read(key).descriptors
+                total += len(desc)
                 if len(desc) > per_photo:
                     desc = desc[rng.choice(len(desc), per_photo, replace=False)]
                 sample.append(desc)
+            # at least GALLERY_PER_WORD of the gallery's descriptors per word
+            words = min(self.words, 2 ** max(4, int(np.log2(max(1, total / GALLERY_PER_WORD)))))
             self.vocabulary = Vocabulary.train(
-                np.concatenate(sample), self.words, self.seed, self.iterations
+                np.concatenate(sample), words, self.seed, self.iterations
             )
             self.histograms = {}
         self.timings["vocabulary_s"] = time.perf_counter() - start - sum(self.timings.values())
