@@ -76,3 +76,43 @@ def test_metrics_benchmark_runs(capsys):
     assert bench.main(["metrics", "--size", "200000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["predictions"] == 200000 and result["gap_s"] > 0
+
+
+def test_distractors_are_deterministic_photos_with_keypoints(tmp_path):
+    from utils.bench.recognize import make_distractors
+    from utils.data.images import load_image
+    from utils.retrieval.local_features import RootSift
+
+    paths = make_distractors(tmp_path / "a", 6, views=3, size=(320, 240), progress=False)
+    again = make_distractors(tmp_path / "b", 6, views=3, size=(320, 240), progress=False)
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+    assert len({p.parent.name for p in paths}) == 2  # two synthetic landmarks, 3 views each
+    assert all(len(RootSift().extract(load_image(p))) > 50 for p in paths)
+
+
+def test_recognize_benchmark_runs(tmp_path, capsys):
+    import cv2
+    import pandas as pd
+
+    from conftest import textured, warp
+
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    rows = []
+    for i in range(11):
+        landmark = i // 3 if i < 9 else None
+        image = warp(textured(landmark if landmark is not None else 50 + i, (240, 320)), seed=i)
+        name = f"images/{'l' + str(landmark) if landmark is not None else 'non_landmark'}_{i}.jpg"
+        cv2.imwrite(str(photos / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        rows.append((name, f"l{landmark}" if landmark is not None else "non_landmark"))
+    pd.DataFrame(rows, columns=["file", "label"]).to_csv(photos / "manifest.csv", index=False)
+    args = ["recognize", "--photos", str(photos), "--sizes", "12,16", "--features", "200"]
+    args += ["--distractors", str(tmp_path / "d"), "--cache", str(tmp_path / "c")]
+    args += ["--words", "64", "--calibration-queries", "8", "--shortlist", "4", "--json"]
+    assert bench.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    modes = {(r["gallery"], r["mode"]) for r in result["rows"]}
+    assert modes == {(g, m) for g in (12, 16) for m in ("exhaustive", "shortlist")}
+    assert all(r["seconds_per_query"] > 0 and r["queries"] == 4 for r in result["rows"])
+    assert result["index_build"]["photos"] == 16
+    assert bench.main(["recognize", "--photos", str(tmp_path / "none")]) == 2

@@ -22,19 +22,28 @@ random predictions, against a plain Python loop (on 100,000, scaled).
 
 ``python -m utils bench retrieval [--sizes 100000,1000000] [--json]``: faiss exact vs numpy
 brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
+
+``python -m utils bench recognize [--photos ../shared/real-photos] [--sizes 1000,10000]
+[--shortlist 10] [--exhaustive-max 1000] [--features 2000] [--json]``: `recognize` without a
+checkpoint, exhaustive matching vs the visual-word shortlist, on the real photos' gallery
+padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
+AUROC, and the one-time index costs apart (`utils.bench.recognize`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench.metrics import bench_metrics, print_metrics
+from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
+from utils.retrieval.vocabulary import WORDS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,13 +95,66 @@ def parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
+    rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
+    rec.add_argument(
+        "--photos",
+        type=Path,
+        default=Path("../shared/real-photos"),
+        help="real photos: folder with manifest.csv (file,label) and the images",
+    )
+    rec.add_argument("--sizes", default="1000,10000", help="gallery sizes (comma-separated)")
+    rec.add_argument(
+        "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
+    )
+    rec.add_argument(
+        "--cache", type=Path, default=None, help="index and features kept between runs"
+    )
+    rec.add_argument("--shortlist", type=int, default=10, help="photos verified per query")
+    rec.add_argument(
+        "--exhaustive-max",
+        type=int,
+        default=1000,
+        help="largest gallery matched exhaustively too",
+    )
+    rec.add_argument("--features", type=int, default=2000, help="RootSIFT features per photo")
+    rec.add_argument("--max-side", type=int, default=1024, help="longer image side for SIFT")
+    rec.add_argument("--words", type=int, default=WORDS, help="visual words")
+    rec.add_argument(
+        "--calibration-queries",
+        type=int,
+        default=100,
+        help="gallery photos playing queries in calibration (both modes)",
+    )
+    rec.add_argument("--part", default="all", help="real-photo part: tune, check or all")
+    rec.add_argument("--workers", type=int, default=1, help="feature extraction processes")
+    rec.add_argument("--json", action="store_true", help="print JSON only")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    if args.command == "metrics":
+    if args.command == "recognize":
+        if not (args.photos / "manifest.csv").is_file():
+            print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+            return 2
+        result = bench_recognize(
+            args.photos,
+            [int(s) for s in args.sizes.split(",") if s.strip()],
+            args.distractors,
+            args.cache,
+            args.shortlist,
+            args.exhaustive_max,
+            args.features,
+            args.max_side,
+            args.words,
+            args.calibration_queries,
+            args.part,
+            workers=args.workers,
+            progress=not args.json,
+        )
+        show = print_recognize
+    elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics
     elif args.command == "retrieval":

@@ -1,7 +1,8 @@
 """Recognise landmarks in photos against a gallery of known landmarks.
 
 ``python -m utils recognize --gallery DIR --queries DIR --out predictions.csv
-[--checkpoint CKPT] [--local sift|delf|none] [--top-k K]``
+[--checkpoint CKPT] [--local sift|delf|none] [--top-k K] [--index DIR] [--shortlist N]
+[--shortlist-above M] [--words W] [--workers P]``
 
 The gallery holds one sub-folder per landmark (the folder name is the landmark's name); the
 queries are image files (id = file name without extension). For every query a row
@@ -10,8 +11,11 @@ show a known landmark, or could not be read (a warning names it, and the run goe
 
 How a query is scored (`Recognizer`):
 
-1. candidates: every gallery image, or with ``--checkpoint`` the ``top-k`` most similar by
-   the global embedding (cosine);
+1. candidates: every gallery image; with ``--checkpoint`` the ``top-k`` most similar by the
+   global embedding (cosine); or, without a checkpoint in a gallery of more than
+   ``--shortlist-above`` photos, the ``--shortlist`` photos of highest tf-idf similarity of
+   visual words (`utils.retrieval.vocabulary.ShortlistIndex`, built once and saved beside the
+   gallery, ``--index``);
 2. each candidate is re-ranked by verified local matches (`utils.retrieval.rerank`): RootSIFT,
    or DELF with a checkpoint that carries an attention module;
 3. evidence per landmark ``E(L) = sum_{j in L} max(0, inliers_j - floor)`` (+ the fused
@@ -22,9 +26,11 @@ How a query is scored (`Recognizer`):
 
 Rejection rule (`calibrate`), set from the gallery itself, not tuned per file: every gallery
 photo plays a query against the rest of the gallery and sees the candidates a query would see
-(with a checkpoint its ``top-k`` shortlist; else all other photos, or, in a gallery where the
-other landmarks hold more than ``calibration_pairs`` photos, whole landmarks drawn at random up
-to that many photos). Only measured pairs count. ``floor`` is the 95th percentile of the
+(with a checkpoint its ``top-k`` shortlist; with the visual-word index its own shortlist; else
+all other photos, or, in a gallery where the other landmarks hold more than
+``calibration_pairs`` photos, whole landmarks drawn at random up to that many photos). In a
+gallery of more than ``calibration_queries`` photos, that many photos drawn at random (seeded)
+play queries. Only measured pairs count. ``floor`` is the 95th percentile of the
 inliers of its pairs with other landmarks (what unrelated photos share by chance). Rule
 ``landmark`` (the default): ``tau(L)`` is the 75th percentile of the evidence that photos of
 other landmarks gather for L; ``tau``, used for a landmark no photo saw, the 75th percentile
@@ -52,11 +58,15 @@ from tqdm.auto import tqdm
 from utils.data.images import ImageLoadError, image_files, load_image, split_files
 from utils.retrieval.local_features import LocalExtractor, LocalFeatures, RootSift
 from utils.retrieval.rerank import MatchSettings, PairMatch, landmark_evidence, match_pair
+from utils.retrieval.vocabulary import WORDS, ShortlistIndex, StoredFeatures
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]  # RGB images -> (N, D) unit vectors
 FLOOR_QUANTILE = 0.95
 TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
 RULES = ("max", "quantile", "landmark")
+SHORTLIST = 10  # photos verified per query with the visual-word index (utils.bench recognize)
+SHORTLIST_ABOVE = 100  # galleries of more photos use the index by default
+CALIBRATION_QUERIES = 500  # gallery photos that play queries in calibration, at most
 
 
 @dataclass(frozen=True)
@@ -280,6 +290,9 @@ class Recognizer:
         tau_quantile: float = TAU_QUANTILE,
         threshold: float | None = None,
         matcher: Callable[[LocalFeatures, LocalFeatures, MatchSettings], PairMatch] = match_pair,
+        shortlist: ShortlistIndex | None = None,
+        shortlist_size: int = SHORTLIST,
+        calibration_queries: int = CALIBRATION_QUERIES,
     ):
         if extractor is None and embedder is None:
             raise ValueError("need local features, a global embedder, or both")
@@ -292,6 +305,8 @@ class Recognizer:
         self.extractor, self.embedder, self.matcher = extractor, embedder, matcher
         self.settings = settings or MatchSettings()
         self.top_k, self.progress = top_k, progress
+        self.shortlist, self.shortlist_size = shortlist, shortlist_size
+        self.calibration_queries = calibration_queries
         self.labels: list[Hashable] = []
         self.features: list[LocalFeatures] = []
         self.embeddings: np.ndarray | None = None
@@ -331,9 +346,18 @@ class Recognizer:
         embeddings: np.ndarray | None,
         labels: Sequence[Hashable],
     ) -> Recognizer:
-        """`fit` from features already extracted (`describe_image` of each gallery photo)."""
+        """`fit` from features already extracted (`describe_image` of each gallery photo).
+
+        With a shortlist index, ``features`` are its gallery's (`ShortlistIndex.features`,
+        read on demand), in the order of its ``keys``.
+        """
         self.labels = list(labels)
-        self.features = list(features)
+        self.features = features if isinstance(features, StoredFeatures) else list(features)
+        if self.shortlist is not None and len(self.shortlist.keys) != len(self.labels):
+            raise ValueError(
+                f"the shortlist index holds {len(self.shortlist.keys)} photos, "
+                f"the gallery {len(self.labels)}"
+            )
         self.embeddings = embeddings
         if self.fixed_threshold is not None:
             self.calibration = Calibration(0.0, float(self.fixed_threshold))
@@ -357,24 +381,40 @@ class Recognizer:
         random (seeded) until ``calibration_pairs`` photos, at least one landmark: a sampled
         landmark's evidence is then complete, and the others are left out, not counted as 0.
         Plus, without an embedder, up to ``calibration_pairs`` photos of its own landmark (to
-        find photos that look mislabelled, `calibrate`).
+        find photos that look mislabelled, `calibrate`). With a shortlist index: its own
+        shortlist of ``shortlist_size`` other photos, the very candidates a query gets. In a
+        gallery of more than ``calibration_queries`` photos, only that many photos, drawn at
+        random (seeded), play queries (the other rows are empty).
         """
         labels = np.array(self.labels, dtype=object)
         n = len(labels)
         candidates = np.zeros((n, n), bool)
+        players = np.arange(n)
+        if self.calibration_queries and n > self.calibration_queries:
+            players = np.sort(
+                np.random.default_rng(1).choice(n, self.calibration_queries, replace=False)
+            )
+        if self.shortlist is not None and self.extractor is not None:
+            for i in players:
+                found, _ = self.shortlist.search_gallery(int(i), self.shortlist_size)
+                candidates[i, found] = True
+            np.fill_diagonal(candidates, False)
+            return candidates
         if self.embeddings is not None and self.top_k:
             cos = self.embeddings @ self.embeddings.T
             np.fill_diagonal(cos, -np.inf)
             order = np.argsort(-cos, axis=1, kind="stable")[:, : self.top_k]
             np.put_along_axis(candidates, order, True, axis=1)
             np.fill_diagonal(candidates, False)
+            skipped = np.setdiff1d(np.arange(n), players)
+            candidates[skipped] = False
             return candidates
         members: dict = {}
         for j, label in enumerate(labels):
             members.setdefault(label, []).append(j)
         names = list(members)
         rng = np.random.default_rng(0)
-        for i in range(n):
+        for i in players:
             others = [name for name in names if name != labels[i]]
             if sum(len(members[name]) for name in others) <= self.calibration_pairs:
                 chosen = others
@@ -394,12 +434,16 @@ class Recognizer:
 
     def _calibrate(self) -> None:
         """Set the rejection rule (`calibrate`) on the gallery's candidate pairs."""
-        labels = np.array(self.labels, dtype=object)
-        candidates = self.calibration_candidates()
+        full = self.calibration_candidates()
+        # only photos in a candidate pair matter: calibrate on them (exact, and small)
+        used = np.flatnonzero(full.any(axis=0) | full.any(axis=1))
+        candidates = full[np.ix_(used, used)]
+        labels = np.array(self.labels, dtype=object)[used]
         cosine = None
         if self.embeddings is not None:
-            cosine = self.embeddings @ self.embeddings.T
+            cosine = self.embeddings[used] @ self.embeddings[used].T
         inliers = None
+        cache = self.shortlist.pairs if self.shortlist is not None else None
         if self.extractor is not None:
             # each unordered candidate pair once (inlier counts are nearly symmetric)
             pairs = sorted(
@@ -407,10 +451,21 @@ class Recognizer:
             )
             inliers = np.full((len(labels), len(labels)), np.nan)
             for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
-                inliers[i, j] = inliers[j, i] = self.matcher(
-                    self.features[i], self.features[j], self.settings
-                ).inliers
-        self.calibration = calibrate(
+                key = None
+                if cache is not None:
+                    key = self.shortlist.pair_key(used[i], used[j], self.settings)
+                if key is not None and key in cache:
+                    value = cache[key]
+                else:
+                    value = self.matcher(
+                        self.features[used[i]], self.features[used[j]], self.settings
+                    ).inliers
+                    if key is not None:
+                        cache[key] = int(value)
+                inliers[i, j] = inliers[j, i] = value
+            if cache is not None:
+                self.shortlist.save_pairs()
+        calibration = calibrate(
             inliers,
             labels,
             candidates,
@@ -418,6 +473,13 @@ class Recognizer:
             rule=self.rule,
             aggregate="max" if self.extractor is None else self.aggregate,
             tau_quantile=self.tau_quantile,
+        )
+        self.calibration = Calibration(
+            calibration.floor,
+            calibration.tau,
+            calibration.thresholds,
+            calibration.negatives,
+            tuple(int(used[i]) for i in calibration.suspects),
         )
 
     def recognize(self, image: np.ndarray) -> Recognition:
@@ -430,9 +492,18 @@ class Recognizer:
         """`recognize` from the query's features (`describe_image`)."""
         n = len(self.labels)
         cosine = self.embeddings @ emb if emb is not None else np.zeros(n)
-        order = np.argsort(-cosine, kind="stable")
-        if self.calibration.suspects:
-            order = order[~np.isin(order, self.calibration.suspects)]
+        if self.shortlist is not None and local is not None:
+            # the visual-word shortlist; its tf-idf cosine stands for the global one in the
+            # details (the evidence uses it only with an embedder, never here)
+            found, scores = self.shortlist.search(
+                local, self.shortlist_size + len(self.calibration.suspects)
+            )
+            cosine[found] = scores
+            order = found[~np.isin(found, self.calibration.suspects)][: self.shortlist_size]
+        else:
+            order = np.argsort(-cosine, kind="stable")
+            if self.calibration.suspects:
+                order = order[~np.isin(order, self.calibration.suspects)]
         if self.embedder is not None and self.top_k:
             order = order[: self.top_k]
         matches = {
@@ -564,6 +635,30 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=10, help="candidates re-ranked (checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="visual-word index folder (default: GALLERY.index beside the gallery)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=SHORTLIST,
+        help="gallery photos verified per query when the index is used",
+    )
+    parser.add_argument(
+        "--shortlist-above",
+        type=int,
+        default=SHORTLIST_ABOVE,
+        help="use the index for galleries of more photos than this (0: always, -1: never)",
+    )
+    parser.add_argument(
+        "--words", type=int, default=WORDS, help="visual words of a new index's vocabulary"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes extracting new gallery features"
+    )
+    parser.add_argument(
         "--details",
         type=Path,
         default=None,
@@ -586,15 +681,37 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    images, kept, names = [], [], []
-    for path, label in zip(paths, labels, strict=True):
+    use_index = (
+        args.local == "sift"
+        and not args.checkpoint
+        and args.shortlist_above >= 0
+        and len(paths) > args.shortlist_above
+    )
+    if use_index:
+        folder = args.index or args.gallery.parent / f"{args.gallery.name}.index"
         try:
-            images.append(load_image(path))
-            kept.append(label)
-            names.append(str(path))
-        except ImageLoadError as err:
-            print(f"warning: gallery image skipped: {err}", file=sys.stderr)
-    recognizer.fit(images, kept)
+            index = ShortlistIndex(folder, recognizer.extractor, words=args.words)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                kept_at = index.update(paths, workers=args.workers)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for warning in caught:
+            print(f"warning: gallery image skipped: {warning.message}", file=sys.stderr)
+        names = [str(paths[i]) for i in kept_at]
+        recognizer.shortlist, recognizer.shortlist_size = index, args.shortlist
+        recognizer.fit_described(index.features(), None, [labels[i] for i in kept_at])
+    else:
+        images, kept, names = [], [], []
+        for path, label in zip(paths, labels, strict=True):
+            try:
+                images.append(load_image(path))
+                kept.append(label)
+                names.append(str(path))
+            except ImageLoadError as err:
+                print(f"warning: gallery image skipped: {err}", file=sys.stderr)
+        recognizer.fit(images, kept)
     table, details = recognize_files(recognizer, queries, names)
     if args.details:
         args.details.parent.mkdir(parents=True, exist_ok=True)
