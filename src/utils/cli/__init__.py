@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("utils.training.evaluate", "accuracy and GAP of a checkpoint on a split"),
     "recognize": ("utils.cli.recognize", "recognise photos against a gallery folder"),
     "realphotos": ("utils.retrieval.realphotos", "evaluate recognize on real photos"),
+    "nonlandmark": (
+        "utils.ood.realphotos",
+        "landmark vs non-landmark AUROC on real photos (local verification)",
+    ),
     "gap": ("utils.cli.gap", "score a submission against a solution (GAP, accuracy)"),
     "validate": ("utils.cli.validate", "check a submission.csv"),
     "bench": ("utils.bench.cli", "benchmarks: a ratio against a baseline in one run"),

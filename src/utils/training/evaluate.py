@@ -142,8 +142,10 @@ def predict_binary(
 
 
 def summarize_binary(pred: dict[str, np.ndarray], expected: int | None = None) -> dict:
-    """Accuracy at probability 0.5, AUROC (of the logits: no ties from a saturated sigmoid)
-    and mean loss of `predict_binary`'s output."""
+    """Accuracy at probability 0.5, AUROC and mean loss of `predict_binary`'s output.
+
+    The AUROC is of the logits: a saturated sigmoid would give ties.
+    """
     label = pred["label"].astype(bool)
     summary = {
         "accuracy": float(np.mean((pred["probability"] > 0.5) == label)) if label.size else 0.0,
