@@ -23,7 +23,7 @@ from utils.training.checkpoint import load, model_from_state
 
 
 def odin_gradient_sign(model: torch.nn.Module, images: torch.Tensor, temperature: float):
-    """``sign(-grad_x log S(x; T))`` per image (the direction that raises the max softmax)."""
+    """``sign(grad_x log S(x; T))`` per image: the direction that raises the max softmax."""
     x = images.clone().requires_grad_(True)
     logits = model.logits(x).float() / temperature
     log_max = torch.log_softmax(logits, dim=1).max(dim=1).values
