@@ -77,6 +77,9 @@ TINY_OVERRIDES = {
     "DEVICE": "cpu",
     "ATTENTION_EPOCHS": 1,
     "K": 5,
+    "TEMPERATURES": "1,1000",
+    "EPSILONS": "0,0.002",
+    "PENALTY_KS": "2,5",
 }
 
 

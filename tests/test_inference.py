@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,7 +32,7 @@ def test_time_budget_estimates_and_stops():
 
 
 def test_config_rejects_what_is_not_built():
-    with pytest.raises(ValueError, match="notebook 07"):
+    with pytest.raises(ValueError, match="path of a detector saved by notebook 07"):
         submit.SubmissionConfig("d", "c.pt", "s.csv", detector="odin")
     with pytest.raises(ValueError, match="method must be one of"):
         submit.SubmissionConfig("d", "c.pt", "s.csv", method="dolg-knn")
@@ -104,3 +105,43 @@ def test_budget_and_interactive_limit_leave_rows_empty_but_present(tiny_run, tin
     assert report.out_of_budget > 0 and report.problems == []
     assert report.predicted + report.out_of_budget == len(ids)
     assert len(read_submission(report.path)) == len(ids)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_08_with_a_saved_detector_writes_empty_rows_for_rejected_images(
+    tiny_run, tiny_root, tmp_path
+):
+    from utils.data.images import load_image
+    from utils.ood import load_detector
+
+    detector_path = tiny_run / "07_ood" / "detector.pt"
+    common = {
+        "data_root": str(tiny_root),
+        "checkpoint": str(tiny_run / "04_train_effnet" / "best.pt"),
+        "workers": 0,
+        "device": "cpu",
+    }
+    plain = submit.make_submission(
+        submit.SubmissionConfig(output=str(tmp_path / "plain.csv"), **common), progress=False
+    )
+    ids = read_test_ids(tiny_root)
+    detector = load_detector(detector_path)
+    scores = detector.score([load_image(image_path(tiny_root, i, "test")) for i in ids])
+    threshold = float(np.median(scores))  # about half the photos rejected
+    gated = submit.make_submission(
+        submit.SubmissionConfig(
+            output=str(tmp_path / "gated.csv"),
+            detector=str(detector_path),
+            detector_threshold=threshold,
+            **common,
+        ),
+        progress=False,
+    )
+    assert gated.problems == [] and gated.rejected == int((scores < threshold).sum()) > 0
+    before = pd.read_csv(plain.path, dtype=str).fillna("").set_index("id")["landmarks"]
+    after = pd.read_csv(gated.path, dtype=str).fillna("").set_index("id")["landmarks"]
+    rejected = [i for i, s in zip(ids, scores, strict=True) if s < threshold]
+    kept = [i for i in ids if i not in rejected]
+    assert (after[rejected] == "").all()
+    assert (after[kept] == before[kept]).all()

@@ -142,3 +142,15 @@ def matches_figure(
     ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> Figure:
+    """ROC curves, one per detector: ``{name: (fpr, tpr, auroc)}``."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, (fpr, tpr, area) in curves.items():
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {area:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false-positive rate (non-landmarks accepted)", ylabel="true-positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -20,8 +20,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resize": ("utils.cli.resize", "mirror an image tree at a smaller size (resumable)"),
     "train": ("utils.training.train", "train a classifier (resumable; also under torchrun)"),
     "evaluate": ("utils.training.evaluate", "accuracy and GAP of a checkpoint on a split"),
-    "recognize": ("utils.retrieval.recognize", "recognise photos against a gallery folder"),
+    "recognize": ("utils.cli.recognize", "recognise photos against a gallery folder"),
     "realphotos": ("utils.retrieval.realphotos", "evaluate recognize on real photos"),
+    "nonlandmark": (
+        "utils.ood.realphotos",
+        "landmark vs non-landmark AUROC on real photos (local verification)",
+    ),
     "gap": ("utils.cli.gap", "score a submission against a solution (GAP, accuracy)"),
     "validate": ("utils.cli.validate", "check a submission.csv"),
     "bench": ("utils.bench.cli", "benchmarks: a ratio against a baseline in one run"),

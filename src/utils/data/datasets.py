@@ -104,6 +104,11 @@ class ManifestDataset(Dataset):
             stay aligned with ids and the dropped rows can be counted).
         split: the image folder under ``data_root`` (``train`` or ``test``).
         cache: keep decoded images in memory (see the module docstring).
+        label_column: the column mapped through ``class_map`` (``label`` for a binary
+            landmark / non-landmark manifest, `utils.data.manifests.read_binary_split`).
+
+    A manifest with a ``path`` column names each image's file (relative to ``data_root``, or
+    absolute) instead of the Kaggle layout's ``split/a/b/c/<id>.jpg``.
     """
 
     def __init__(
@@ -117,14 +122,18 @@ class ManifestDataset(Dataset):
         split: str = "train",
         on_broken: str = "raise",
         cache: bool = False,
+        label_column: str = "landmark_id",
     ):
         if on_broken not in BROKEN_POLICIES:
             raise ValueError(f"on_broken must be one of {BROKEN_POLICIES}, not {on_broken!r}")
         if not isinstance(manifest, pd.DataFrame):
             manifest = read_csv_checked(manifest, ("id", "landmark_id"), dtype={"id": str})
         self.ids = manifest["id"].astype(str).tolist()
-        self.labels = [class_map.index(i) for i in manifest["landmark_id"]]
-        self.paths = [image_path(data_root, i, split) for i in self.ids]
+        self.labels = [class_map.index(i) for i in manifest[label_column]]
+        if "path" in manifest.columns:
+            self.paths = [Path(data_root) / p for p in manifest["path"].astype(str)]
+        else:
+            self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
         self.on_broken, self.broken = on_broken, set()
         self.cache: dict[int, np.ndarray] | None = {} if cache else None

@@ -138,6 +138,22 @@ def read_manifests(folder: str | Path) -> Manifests:
     return Manifests(summary=summary, **frames)
 
 
+BINARY_COLUMNS = ("id", "landmark_id", "path", "label")
+
+
+def read_binary_split(folder: str | Path, split: str) -> pd.DataFrame:
+    """One split of a binary (landmark / non-landmark) manifest folder.
+
+    Columns ``id`` (unique), ``landmark_id`` (-1 for a non-landmark), ``path`` (relative to the
+    data root, or absolute) and ``label`` (1: landmark, 0: non-landmark); extra columns
+    (``source``) are kept. Written by `utils.ood.data`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    frame = read_csv_checked(Path(folder) / f"{split}.csv", BINARY_COLUMNS, dtype={"id": str})
+    return frame.astype({"landmark_id": "int64", "label": "int64", "path": str})
+
+
 def split_table(manifests: Manifests) -> pd.DataFrame:
     """Per-class image counts in each split, plus a total row: the report's split table."""
     counts = {

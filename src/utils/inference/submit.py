@@ -5,18 +5,24 @@ kind of run (`utils.inference.testset.run_mode`: an interactive run predicts at 
 ``interactive_limit`` ids), predicts with the chosen method inside the time budget
 (`utils.inference.predict`), gates the predictions with the chosen non-landmark detector, and
 writes one row per test id: ``id,landmarks`` with ``"<landmark> <confidence>"`` or empty (an
-unreadable image, a row the budget or the interactive limit left out, a rejected one). The file
-is validated against the test ids before the report is returned.
+unreadable image, a row the budget or the interactive limit left out, a rejected one). With
+``detector`` (a file saved by notebook 07, `utils.ood.load_detector`) every predicted row whose
+image the detector scores below its threshold (the saved one, or ``detector_threshold``) gets an
+empty prediction. The file is validated against the test ids before the report is returned.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from utils.data.augment import eval_transform
 from utils.data.datasets import FolderDataset
 from utils.data.gldv2 import image_path, read_test_ids
+from utils.data.images import load_image
 from utils.data.manifests import read_manifests
 from utils.inference.budget import TimeBudget
 from utils.inference.predict import (
@@ -27,6 +33,8 @@ from utils.inference.predict import (
     predict_retrieval,
 )
 from utils.inference.testset import run_mode, test_dataset
+from utils.metrics import NO_LANDMARK
+from utils.ood import load_detector
 from utils.submission import (
     read_solution,
     read_submission,
@@ -37,7 +45,7 @@ from utils.submission import (
 from utils.training.checkpoint import load_trained
 from utils.training.devices import autocast_dtype, resolve_device
 
-DETECTORS = ("none",)  # the detectors of notebook 07 join here when they land
+DETECTORS = ("none", "binary", "odin", "matching")  # "none", or a file saved by notebook 07
 KAGGLE_WORKING = Path("/kaggle/working")
 
 
@@ -53,7 +61,8 @@ class SubmissionConfig:
     k: int = 10  # neighbours per query (retrieval)
     aggregation: str = "vote"  # top1 | vote | sum (retrieval)
     rerank_top: int = 0  # shortlist re-ranked with RootSIFT + RANSAC (retrieval; 0: off)
-    detector: str = "none"  # non-landmark detector gating the predictions
+    detector: str = "none"  # none, or the path of a detector saved by notebook 07
+    detector_threshold: float = float("nan")  # the detector's threshold; nan: the saved one
     time_budget_s: float = 0.0  # wall-clock for the whole job; 0: unlimited
     mode: str = "auto"  # auto | interactive | full
     public_rows: int = 10345  # test ids of the public (interactive) run
@@ -65,10 +74,10 @@ class SubmissionConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.detector not in DETECTORS:
+        if self.detector != "none" and not Path(self.detector).is_file():
             raise ValueError(
-                f"detector must be one of {DETECTORS}, not {self.detector!r} (the detectors of "
-                "notebook 07 are not built yet)"
+                f"detector must be 'none' or the path of a detector saved by notebook 07 "
+                f"(methods: {', '.join(DETECTORS[1:])}), not {self.detector!r}"
             )
         if self.k < 1 or self.batch_size < 1 or self.interactive_limit < 0:
             raise ValueError("k and batch_size must be >= 1, interactive_limit >= 0")
@@ -84,6 +93,7 @@ class SubmissionReport:
     predicted: int
     unreadable: list[str] = field(default_factory=list)  # ids whose image could not be read
     out_of_budget: int = 0  # ids the time budget left out
+    rejected: int = 0  # predictions the non-landmark detector blanked
     not_attempted: int = 0  # ids beyond the interactive limit
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)  # validation (empty: valid)
@@ -99,6 +109,7 @@ class SubmissionReport:
                 if self.unreadable
                 else ""
             ),
+            f"rejected by the non-landmark detector: {self.rejected}; "
             f"left out by the time budget: {self.out_of_budget}; "
             f"beyond the interactive limit: {self.not_attempted}",
             "valid" if not self.problems else "INVALID: " + "; ".join(self.problems),
@@ -139,6 +150,31 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress) -> TestPre
     )
 
 
+def gate(
+    pred: TestPredictions,
+    paths,
+    detector_path: str,
+    threshold: float = float("nan"),
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> int:
+    """Blank the predictions whose image the detector rejects; returns how many it blanked.
+
+    Only rows with a prediction are scored; ``threshold`` nan keeps the saved one.
+    """
+    detector = load_detector(detector_path, device)
+    limit = None if math.isnan(threshold) else threshold
+    rows = np.flatnonzero(pred.landmarks != NO_LANDMARK)
+    rejected = 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        keep = detector.accepts([load_image(paths[r]) for r in chunk], limit)
+        pred.landmarks[chunk[~keep]] = NO_LANDMARK
+        pred.confidences[chunk[~keep]] = 0.0
+        rejected += int((~keep).sum())
+    return rejected
+
+
 def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionReport:
     """Predict the test set and write the submission (see the module docstring)."""
     budget = TimeBudget(cfg.time_budget_s)
@@ -156,6 +192,9 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
         )
     else:
         pred = _retrieval(cfg, model, config, dataset, device, budget, progress)
+    rejected = 0
+    if cfg.detector != "none":
+        rejected = gate(pred, dataset.paths, cfg.detector, cfg.detector_threshold, cfg.device)
     full = TestPredictions.empty(len(ids))
     full.landmarks[: len(attempt)] = pred.landmarks
     full.confidences[: len(attempt)] = pred.confidences
@@ -167,6 +206,7 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
         predicted=full.predicted,
         unreadable=[attempt[r] for r in pred.unreadable],
         out_of_budget=pred.out_of_budget,
+        rejected=rejected,
         not_attempted=len(ids) - len(attempt),
         seconds=round(budget.elapsed(), 2),
         problems=validate_submission(path, test_ids=ids),

@@ -61,6 +61,9 @@ from utils.retrieval.rerank import MatchSettings, PairMatch, landmark_evidence, 
 from utils.retrieval.vocabulary import WORDS, ShortlistIndex, StoredFeatures
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]  # RGB images -> (N, D) unit vectors
+# a non-landmark gate: RGB image -> (shows a landmark, score); `utils.cli.recognize` builds one
+# from a detector saved by notebook 07
+Gate = Callable[[np.ndarray], tuple[bool, float]]
 FLOOR_QUANTILE = 0.95
 TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
 RULES = ("max", "quantile", "landmark")
@@ -567,17 +570,27 @@ def recognize_files(
     paths: Sequence[Path],
     gallery_names: Sequence[str] | None = None,
     progress: bool = True,
+    gate: Gate | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """``id, landmark, best, confidence`` for every file, and `describe` of each by id.
 
-    An unreadable file gets an empty row (and a warning naming it); the run goes on.
+    An unreadable file gets an empty row (and a warning naming it); the run goes on. With a
+    ``gate`` (a non-landmark detector), a photo it rejects gets an empty row too, and its
+    details say ``rejected`` with the detector's score.
     """
     names = gallery_names or [str(i) for i in range(len(recognizer.labels))]
     rows, details = [], {}
     for path in tqdm(paths, desc="queries", disable=not progress):
         image_id = Path(path).stem
         try:
-            result = recognizer.recognize(load_image(path))
+            image = load_image(path)
+            if gate is not None:
+                accepted, value = gate(image)
+                if not accepted:
+                    rows.append((image_id, "", "", 0.0))
+                    details[image_id] = {"rejected": "not a landmark", "score": round(value, 6)}
+                    continue
+            result = recognizer.recognize(image)
         except ImageLoadError as err:
             warnings.warn(f"{err}; writing an empty prediction", stacklevel=2)
             rows.append((image_id, "", "", 0.0))
@@ -668,8 +681,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    args = parser().parse_args(argv)
+    """Command-line entry point (without a detector; ``python -m utils recognize`` adds one)."""
+    return run(parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
+    """Recognise the queries of parsed `parser` options, gated by ``gate`` when given."""
     try:
         paths, labels = read_gallery(args.gallery)
         queries, skipped = split_files(args.queries) if args.queries.is_dir() else ([], [])
@@ -712,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
             except ImageLoadError as err:
                 print(f"warning: gallery image skipped: {err}", file=sys.stderr)
         recognizer.fit(images, kept)
-    table, details = recognize_files(recognizer, queries, names)
+    table, details = recognize_files(recognizer, queries, names, gate=gate)
     if args.details:
         args.details.parent.mkdir(parents=True, exist_ok=True)
         args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
@@ -721,10 +738,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in skipped:
         print(f"skipped (not an image format): {path}", file=sys.stderr)
     accepted = int((table["landmark"] != "").sum())
+    rejected = sum("rejected" in d for d in details.values())
+    gated = f", {rejected} rejected as non-landmarks" if gate is not None else ""
     own = recognizer.calibration.thresholds.values()
     spread = f"; per landmark {min(own):.1f} to {max(own):.1f}" if own else ""
     print(
-        f"wrote {args.out}: {len(table)} queries, {accepted} recognised "
+        f"wrote {args.out}: {len(table)} queries, {accepted} recognised{gated} "
         f"(threshold: evidence > {recognizer.tau:.1f}{spread}, "
         f"noise floor {recognizer.floor:.1f} inliers)"
     )

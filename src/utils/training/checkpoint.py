@@ -72,14 +72,23 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def output_size(config: dict, classes: int) -> int:
+    """Outputs of a run's network: one logit for the ``binary`` task, else one per class."""
+    return 1 if config.get("task", "landmark") == "binary" else classes
+
+
 def load_trained(path: str | Path, device: torch.device | str = "cpu"):
     """``(model, class_map, config)`` from ``best.pt``/``last.pt``; the model in eval mode."""
-    state = load(path)
+    return model_from_state(load(path), device)
+
+
+def model_from_state(state: dict, device: torch.device | str = "cpu"):
+    """`load_trained` from a loaded dict holding ``config``, ``class_ids`` and ``model``."""
     config = state["config"]
     class_map = ClassMap(state["class_ids"])
     model = build_model(
         config["model"],
-        len(class_map),
+        output_size(config, len(class_map)),
         head=config.get("head", ""),
         subcenters=config.get("subcenters", 3),
         scale=config.get("scale", 30.0),

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from utils.data.augment import decode_side, eval_transform, train_transform
 from utils.data.datasets import ClassMap, ManifestDataset, drop_broken_collate, make_loader
-from utils.data.manifests import read_manifests
-from utils.metrics import accuracy, gap
+from utils.data.manifests import read_binary_split, read_manifests
+from utils.metrics import accuracy, auroc, gap
 from utils.training.checkpoint import load_trained
 from utils.training.devices import autocast_dtype, resolve_device
 
@@ -45,12 +45,17 @@ def split_dataset(
 ):
     """One manifest split (capped) with the run's transform: augmented when ``train``.
 
-    ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``).
+    ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``). A run of
+    the ``binary`` task reads its ``id,landmark_id,path,label`` manifests (labels 0/1).
 
     An unreadable image is replaced by the next readable row when ``train``, and dropped
     otherwise (`ManifestDataset`'s ``on_broken``; see the module docstring).
     """
-    frame = read_manifests(config["manifest_dir"]).split(split)
+    binary = config.get("task", "landmark") == "binary"
+    if binary:
+        frame = read_binary_split(config["manifest_dir"], split)
+    else:
+        frame = read_manifests(config["manifest_dir"]).split(split)
     frame = cap(frame, config["max_images"], config["seed"])
     size, pipeline = config["image_size"], config["pipeline"]
     if train:
@@ -66,6 +71,7 @@ def split_dataset(
         min_side=side,
         on_broken="replace" if train else "drop",
         cache=cache,
+        label_column="label" if binary else "landmark_id",
     )
 
 
@@ -108,6 +114,47 @@ def predict(
         if len(batch) > 2:
             out["row"].append(batch[2])
     return {k: torch.cat(v).numpy() if v else np.zeros(0, np.int64) for k, v in out.items()}
+
+
+@torch.no_grad()
+def predict_binary(
+    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None
+) -> dict[str, np.ndarray]:
+    """The logit and probability of "landmark" (its sigmoid), labels 0/1, per-image BCE."""
+    model.eval()
+    logit, probability, labels, losses = [], [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        images, label = batch[0].to(device, non_blocking=True), batch[1].to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model.logits(images).float().reshape(-1)
+        logit.append(logits.cpu())
+        probability.append(torch.sigmoid(logits).cpu())
+        labels.append(label.cpu())
+        losses.append(
+            nn.functional.binary_cross_entropy_with_logits(
+                logits, label.float(), reduction="none"
+            ).cpu()
+        )
+    out = {"logit": logit, "probability": probability, "label": labels, "loss": losses}
+    return {k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in out.items()}
+
+
+def summarize_binary(pred: dict[str, np.ndarray], expected: int | None = None) -> dict:
+    """Accuracy at probability 0.5, AUROC and mean loss of `predict_binary`'s output.
+
+    The AUROC is of the logits: a saturated sigmoid would give ties.
+    """
+    label = pred["label"].astype(bool)
+    summary = {
+        "accuracy": float(np.mean((pred["probability"] > 0.5) == label)) if label.size else 0.0,
+        "auroc": auroc(pred["logit"], label),
+        "loss": float(pred["loss"].mean()) if pred["loss"].size else float("nan"),
+    }
+    if expected is not None:
+        summary["dropped"] = expected - len(label)
+    return summary
 
 
 def summarize(pred: dict[str, np.ndarray], expected: int | None = None) -> dict[str, float]:

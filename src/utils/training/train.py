@@ -44,13 +44,23 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from utils.data.datasets import ClassMap, make_loader
-from utils.data.manifests import read_manifests
+from utils.data.manifests import read_binary_split, read_manifests
 from utils.models import build_model, canonical_name
 from utils.models.heads import HEADS, arcface_loss, dynamic_margins
 from utils.training import checkpoint
+from utils.training.checkpoint import output_size
 from utils.training.devices import PRECISIONS, autocast_dtype, ddp_backend, resolve_device
-from utils.training.evaluate import predict, split_dataset, split_loader, summarize
+from utils.training.evaluate import (
+    predict,
+    predict_binary,
+    split_dataset,
+    split_loader,
+    summarize,
+    summarize_binary,
+)
 from utils.training.tracking import WANDB_MODES, MetricsLog, start_wandb
+
+TASKS = ("landmark", "binary")
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class TrainConfig:
     manifest_dir: str  # folder with train/val/test.csv manifests
     output_dir: str  # checkpoints, metrics, config.json
     model: str = "resnet50"  # resnet50 | efficientnet-b2 | mobilenet_v2 | dolg
+    task: str = "landmark"  # landmark: one class per landmark; binary: landmark vs non-landmark
     head: str = ""  # DOLG's arcface | subcenter; empty: the model's own head
     subcenters: int = 3  # sub-centres per class of the subcenter head
     scale: float = 30.0  # ArcFace scale s
@@ -95,6 +106,11 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.pipeline in (1, 2), f"pipeline must be 1 or 2, not {self.pipeline}"),
+            (self.task in TASKS, f"task must be one of {TASKS}, not {self.task!r}"),
+            (
+                self.task == "landmark" or canonical_name(self.model) != "dolg",
+                "the binary task needs a classifier (resnet50, efficientnet-b2, mobilenet_v2)",
+            ),
             (
                 self.head in ("", *HEADS),
                 f"head: empty or one of {', '.join(HEADS)}, not {self.head!r}",
@@ -130,7 +146,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What `train` leaves behind."""
+    """What `train` leaves behind (``best_gap``: val AUROC for the binary task)."""
 
     output_dir: Path
     history: list[dict]
@@ -152,12 +168,30 @@ def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
     return partial(nn.functional.cross_entropy, label_smoothing=label_smoothing)
 
 
+def binary_cross_entropy(label_smoothing: float = 0.0) -> Criterion:
+    """``BCEWithLogitsLoss`` of one logit ``(B, 1)`` per image against labels 0/1.
+
+    With smoothing ``e`` a target ``y`` becomes ``y (1 - e) + e / 2``.
+    """
+    loss = nn.BCEWithLogitsLoss()
+
+    def criterion(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        target = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+        return loss(logits.reshape(-1), target)
+
+    return criterion
+
+
 def criterion_for(cfg: TrainConfig, class_counts: np.ndarray) -> Criterion:
-    """The loss of a run: cross-entropy on logits, or ArcFace on DOLG's cosines.
+    """The loss of a run: cross-entropy on logits, ArcFace on DOLG's cosines, or binary BCE.
 
     ArcFace margins are ``cfg.margin`` for every class, or with ``dynamic_margins``
     `dynamic_margins` of the train split's class counts (each sample gets its class's margin).
+    The ``binary`` task (landmark vs non-landmark) has one logit per image and
+    `binary_cross_entropy`.
     """
+    if cfg.task == "binary":
+        return binary_cross_entropy(cfg.label_smoothing)
     if canonical_name(cfg.model) != "dolg":
         return cross_entropy(cfg.label_smoothing)
     if cfg.dynamic_margins:
@@ -227,6 +261,13 @@ def recalibrate_batchnorm(model: nn.Module, batches, device: torch.device | None
     return count
 
 
+def predicted_classes(outputs: torch.Tensor) -> torch.Tensor:
+    """Class of each row: the argmax, or for one binary logit per row ``logit > 0``."""
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0).long()
+    return outputs.argmax(1)
+
+
 def lr_factor(step: int, total: int, warmup: int, cosine: bool = True) -> float:
     """Multiplier of the base lr at optimisation step ``step`` (0-based) of ``total``.
 
@@ -283,8 +324,15 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     lead = rank == 0
     torch.manual_seed(cfg.seed)
 
-    manifests = read_manifests(cfg.manifest_dir)
-    class_map = ClassMap.from_manifest(manifests.train)
+    binary = cfg.task == "binary"
+    if binary:
+        train_frame = read_binary_split(cfg.manifest_dir, "train")
+        class_map = ClassMap([0, 1])
+        labels = train_frame["label"]
+    else:
+        train_frame = read_manifests(cfg.manifest_dir).train
+        class_map = ClassMap.from_manifest(train_frame)
+        labels = train_frame["landmark_id"]
     config = dataclasses.asdict(cfg)
     train_set = split_dataset(config, class_map, "train", train=True, cache=cfg.cache)
     val_set = split_dataset(config, class_map, "val", cache=cfg.cache)
@@ -293,14 +341,14 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         val_set.fill_cache()
     model = build_model(
         cfg.model,
-        len(class_map),
+        output_size(config, len(class_map)),
         cfg.pretrained,
         cfg.pretrained_path or None,
         cfg.head,
         cfg.subcenters,
         cfg.scale,
     )
-    counts = manifests.train["landmark_id"].map(class_map.index).value_counts()
+    counts = labels.map(class_map.index).value_counts()
     criterion = criterion_for(cfg, counts.reindex(range(len(class_map)), fill_value=0).to_numpy())
     model = model.to(device, memory_format=memory) if memory else model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -369,7 +417,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             scheduler.step()
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
-            hits += int((logits.argmax(1) == labels).sum())
+            hits += int((predicted_classes(logits) == labels).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{hits / seen:.3f}")
         lr = lr_sum / max(len(loader), 1)  # the epoch's mean lr
         if cfg.bn_recalibration:  # the same batches on every rank: the replicas stay equal
@@ -390,14 +438,18 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             dist.barrier()
         if not lead:
             continue
-        val = summarize(predict(model, val_loader, device, dtype, progress), len(val_set))
+        if binary:
+            val = summarize_binary(predict_binary(model, val_loader, device, dtype), len(val_set))
+            val["gap"] = val["auroc"]  # the selection metric of the binary task
+        else:
+            val = summarize(predict(model, val_loader, device, dtype, progress), len(val_set))
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
             "train_accuracy": hits / max(seen, 1),
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
-            "val_gap": val["gap"],
+            **({"val_auroc": val["auroc"]} if binary else {"val_gap": val["gap"]}),
             "val_dropped": val["dropped"],
             "lr": lr,
             "seconds": round(seconds, 2),
@@ -426,7 +478,8 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         if run is not None:
             run.log(row, step=epoch + 1)
         print(
-            f"epoch {epoch + 1}: val accuracy {val['accuracy']:.4f}, GAP {val['gap']:.4f}"
+            f"epoch {epoch + 1}: val accuracy {val['accuracy']:.4f}, "
+            f"{'AUROC' if binary else 'GAP'} {val['gap']:.4f}"
             f"{' (best)' if improved else ''}",
             flush=True,
         )
