@@ -103,7 +103,7 @@ def bench_recognize(
     from utils.data.gldv2 import read_csv_checked
     from utils.data.images import load_image
     from utils.retrieval.local_features import RootSift
-    from utils.retrieval.realphotos import assign_folds, select_part, summarise
+    from utils.retrieval.realphotos import assign_folds, query_row, select_part, summarise
     from utils.retrieval.recognize import Recognizer
     from utils.retrieval.vocabulary import ShortlistIndex
 
@@ -169,16 +169,7 @@ def bench_recognize(
                 elif file in winners and winners[file][1]:
                     found, _ = index.search(described[q], shortlist)
                     contains.append(winners[file][0] in found)
-                rows.append(
-                    {
-                        "file": file,
-                        "fold": fold,
-                        "truth": label if known else "",
-                        "best": result.best,
-                        "accepted": result.landmark is not None,
-                        "confidence": result.confidence,
-                    }
-                )
+                rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))
             rows_out.append(
                 {

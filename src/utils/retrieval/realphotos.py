@@ -253,18 +253,21 @@ def evaluate(
             queries["file"], queries["label"], queries["in_gallery"], strict=True
         ):
             result = recognizer.recognize_described(*described(file, alteration))
-            rows.append(
-                {
-                    "file": file,
-                    "fold": fold,
-                    "truth": label if known else "",
-                    "best": result.best,
-                    "accepted": result.landmark is not None,
-                    "confidence": result.confidence,
-                    "top_inliers": max((c.match.inliers for c in result.candidates), default=0),
-                }
-            )
+            rows.append(query_row(file, fold, label if known else "", result))
     return summarise(pd.DataFrame(rows))
+
+
+def query_row(file: str, fold: int, truth: str, result) -> dict:
+    """One row of the protocol's table: the query, its truth ("" for none) and the answer."""
+    return {
+        "file": file,
+        "fold": fold,
+        "truth": truth,
+        "best": result.best,
+        "accepted": result.landmark is not None,
+        "confidence": result.confidence,
+        "top_inliers": max((c.match.inliers for c in result.candidates), default=0),
+    }
 
 
 def summarise(table: pd.DataFrame) -> dict:
