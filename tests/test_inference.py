@@ -55,9 +55,20 @@ def test_08_writes_a_valid_submission_with_every_test_id(tiny_run, tiny_root):
     ids = read_test_ids(tiny_root)
     assert validate_submission(path, test_ids=ids) == []
     frame = read_submission(path)
-    assert len(frame) == len(ids) and (frame["landmark_id"] >= 0).all()
     report = pd.read_json(tiny_run / "08_submission" / "submission_report.json", typ="series")
     assert report["mode"] == "full" and 0 <= report["score"]["gap"] <= 1
+    # the run's defaults: DOLG's checkpoint, retrieval, gated by 07's chosen detector
+    assert report["checkpoint"].endswith("06_dolg/best.pt") and report["method"] == "retrieval"
+    assert report["detector"].endswith("07_ood/detector.pt")
+    predicted = int((frame["landmark_id"] >= 0).sum())
+    assert len(frame) == len(ids) and predicted + report["rejected"] == len(ids)
+
+
+def test_run_defaults_fall_back(tmp_path):
+    empty = tmp_path / "run"
+    checkpoint, detector = submit.run_defaults(empty)
+    assert checkpoint.endswith("04_train_effnet/best.pt") and detector == "none"
+    assert submit.run_defaults(empty, "mine.pt", "none") == ("mine.pt", "none")
 
 
 @pytest.mark.slow

@@ -231,3 +231,23 @@ def score_locally(data_root: str | Path, path: str | Path) -> dict | None:
     if not solution.is_file():
         return None
     return score(read_solution(solution), read_submission(path))
+
+
+def run_defaults(
+    run_dir: str | Path, checkpoint: str = "", detector: str = "auto"
+) -> tuple[str, str]:
+    """``(checkpoint, detector)`` of notebook 08 when left to the run folder.
+
+    An empty ``checkpoint`` takes the run's best network for retrieval by the embedded run's
+    Table 3: DOLG (``06_dolg/best.pt``), else EfficientNet-B2 (``04_train_effnet/best.pt``);
+    ``detector="auto"`` takes the detector notebook 07 chose on validation
+    (``07_ood/detector.pt``) when the run has one, else ``none``.
+    """
+    run = Path(run_dir)
+    if not checkpoint:
+        found = [run / "06_dolg" / "best.pt", run / "04_train_effnet" / "best.pt"]
+        checkpoint = str(next((p for p in found if p.is_file()), found[-1]))
+    if detector == "auto":
+        saved = run / "07_ood" / "detector.pt"
+        detector = str(saved) if saved.is_file() else "none"
+    return checkpoint, detector

@@ -105,7 +105,12 @@ TABLE: dict[str, KernelSpec] = {
     ),
     "08": KernelSpec(
         gpu=True,
-        parameters={**AFTER_04, "TIME_BUDGET_S": 8 * 3600.0},  # well inside Kaggle's limit
+        parameters={
+            "MANIFEST_DIR": MANIFESTS,
+            "CHECKPOINT": Output("06", "best.pt"),  # DOLG: the best retrieval network of Table 3
+            "DETECTOR": Output("07", "detector.pt"),
+            "TIME_BUDGET_S": 8 * 3600.0,  # well inside Kaggle's run-time limit
+        },
     ),
 }
 DEFAULT = KernelSpec(gpu=True, parameters={"MANIFEST_DIR": MANIFESTS, "PRETRAINED": True})
