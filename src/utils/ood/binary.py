@@ -8,13 +8,11 @@ untrained-looking network gives ties, the logit keeps the order).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from utils.ood.detector import Detector, network_state
-from utils.training.checkpoint import load, model_from_state
+from utils.training.checkpoint import model_from_state
 
 
 class BinaryDetector(Detector):
@@ -29,11 +27,6 @@ class BinaryDetector(Detector):
         self.model = model.to(self.device).eval()
         self.config = config
         self.params = {"model": config["model"]}
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> BinaryDetector:
-        """From ``best.pt`` of a binary training run."""
-        return cls.from_state({"network": load(path)}, device)
 
     @classmethod
     def from_state(cls, state: dict, device: str = "cpu") -> BinaryDetector:

@@ -83,6 +83,11 @@ class Detector:
         self.validation: dict = {}
         self.batch_size = 32
 
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> Detector:
+        """On ``best.pt`` of a training run (the network a subclass's `from_state` reads)."""
+        return cls.from_state({"network": checkpoint.load(path)}, device, **kwargs)
+
     # --- scoring -------------------------------------------------------------------------
     def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images -> the network's input ``(N, 3, s, s)``."""

@@ -17,14 +17,13 @@ the train split, never the val or test photos.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from utils.metrics import auroc
 from utils.ood.detector import Detector, network_state
-from utils.training.checkpoint import load, model_from_state
+from utils.training.checkpoint import model_from_state
 
 
 def matching_score(
@@ -60,11 +59,6 @@ class MatchingDetector(Detector):
         self.landmarks = np.zeros((0, 0), np.float32)
         self.non_landmarks = np.zeros((0, 0), np.float32)
         self.params = {"penalty_k": int(penalty_k)}
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> MatchingDetector:
-        """With the embeddings of a trained landmark network's ``best.pt``."""
-        return cls.from_state({"network": load(path)}, device, **kwargs)
 
     @classmethod
     def from_state(cls, state: dict, device: str = "cpu", **kwargs) -> MatchingDetector:

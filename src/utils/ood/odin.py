@@ -12,14 +12,13 @@ split (highest AUROC, `fit`); the threshold afterwards, on the same split.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from utils.metrics import auroc
 from utils.ood.detector import Detector, network_state
-from utils.training.checkpoint import load, model_from_state
+from utils.training.checkpoint import model_from_state
 
 
 def odin_gradient_sign(model: torch.nn.Module, images: torch.Tensor, temperature: float):
@@ -62,11 +61,6 @@ class OdinDetector(Detector):
         self.model = model.to(self.device).eval().requires_grad_(False)  # gradients: input only
         self.class_ids, self.config = list(class_ids), config
         self.params = {"temperature": float(temperature), "epsilon": float(epsilon)}
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> OdinDetector:
-        """On ``best.pt`` of a landmark classifier."""
-        return cls.from_state({"network": load(path)}, device, **kwargs)
 
     @classmethod
     def from_state(cls, state: dict, device: str = "cpu", **kwargs) -> OdinDetector:

@@ -86,12 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m utils nonlandmark", description=__doc__.split("\n")[0]
     )
-    p.add_argument(
-        "--photos",
-        type=Path,
-        default=Path("../shared/real-photos"),
-        help="folder with manifest.csv (file,label) and the images",
-    )
+    realphotos.add_photos_argument(p)
     p.add_argument(
         "--part",
         choices=(*realphotos.PARTS, "both"),

@@ -326,17 +326,22 @@ def report(name: str, r: dict) -> str:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    """Options of the command."""
-    parser = argparse.ArgumentParser(
-        prog="python -m utils realphotos", description=__doc__.split("\n")[0]
-    )
+def add_photos_argument(parser: argparse.ArgumentParser) -> None:
+    """``--photos``: the real-photo folder, shared by the commands that evaluate on it."""
     parser.add_argument(
         "--photos",
         type=Path,
         default=Path("../shared/real-photos"),
         help="folder with manifest.csv (file,label) and the images",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    """Options of the command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils realphotos", description=__doc__.split("\n")[0]
+    )
+    add_photos_argument(parser)
     parser.add_argument(
         "--part",
         choices=(*PARTS, "all"),
