@@ -118,3 +118,31 @@ def test_weights_that_do_not_fit(tmp_path):
     torch.save(tv.mobilenet_v2(weights=None).state_dict(), tmp_path / "mnv2.pth")
     with pytest.raises(WeightsError, match="does not fit resnet50"):
         build_model("resnet50", 3, pretrained_path=str(tmp_path / "mnv2.pth"))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet-b2", "dolg"])
+def test_residual_blocks_start_as_the_identity(name):
+    """Zero-initialised residual branches: each skip block maps x to x (ResNet: relu(x))."""
+    torch.manual_seed(0)
+    model = build_model(name, 3).eval()
+    if name == "efficientnet-b2":
+        blocks = [
+            b
+            for b in model.body.net._blocks
+            if b._block_args.stride == 1
+            and b._block_args.input_filters == b._block_args.output_filters
+        ]
+        assert len(blocks) == 16
+        for block in blocks:
+            width = block._block_args.input_filters
+            inputs = torch.randn(2, width, 8, 8)
+            torch.testing.assert_close(block(inputs), inputs)
+    else:
+        net = model.net if name == "dolg" else model.body
+        block = net.layer1[1]  # a bottleneck without a downsample branch: out = relu(x + 0)
+        x = torch.randn(2, 256, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), torch.relu(x))
+        bottlenecks = [m for m in model.modules() if hasattr(m, "bn3")]
+        assert len(bottlenecks) == 16
+        assert all(float(m.bn3.weight.abs().sum()) == 0.0 for m in bottlenecks)

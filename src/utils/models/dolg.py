@@ -93,7 +93,7 @@ class Dolg(nn.Module):
 
     def __init__(self, num_classes: int, subcenters: int = 1, scale: float = 30.0):
         super().__init__()
-        net = tv.resnet50(weights=None)
+        net = tv.resnet50(weights=None, zero_init_residual=True)  # see models.backbones
         self.net = net  # the backbone, under its torchvision names (pretrained weights load)
         local_in = net.layer3[-1].conv3.out_channels  # 1024
         global_in = net.layer4[-1].conv3.out_channels  # 2048
