@@ -8,22 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import textured, warp
+from conftest import textured, warp, write_gallery
 from utils.retrieval import recognize
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import Recognizer, calibrate
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
-
-
-def write_gallery(root: Path) -> Path:
-    for landmark in range(3):
-        folder = root / "gallery" / f"landmark_{landmark}"
-        folder.mkdir(parents=True)
-        for view in range(3):
-            image = warp(textured(landmark), seed=view)
-            cv2.imwrite(str(folder / f"v{view}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return root / "gallery"
 
 
 def test_recognizer_on_synthetic_views(tmp_path):
