@@ -28,6 +28,11 @@ brute force vs IVF search, and the cost of local-feature re-ranking (`utils.benc
 checkpoint, exhaustive matching vs the visual-word shortlist, on the real photos' gallery
 padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
 AUROC, and the one-time index costs apart (`utils.bench.recognize`).
+
+``python -m utils bench demo [--photos ../shared/real-photos] [--size 60] [--run RUN]
+[--no-served] [--json]``: seconds per answer of ``python -m utils demo --gallery`` on a gallery
+of ``size`` photos (real ones padded with distractors), alone and through the served app
+(`utils.bench.demo`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import json
 import sys
 from pathlib import Path
 
+from utils.bench.demo import bench_demo, print_demo
 from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench.metrics import bench_metrics, print_metrics
 from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
@@ -128,16 +134,46 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--part", default="all", help="real-photo part: tune, check or all")
     rec.add_argument("--workers", type=int, default=1, help="feature extraction processes")
     rec.add_argument("--json", action="store_true", help="print JSON only")
+    demo = sub.add_parser("demo", help="seconds per answer of the Gradio demo")
+    demo.add_argument(
+        "--photos",
+        type=Path,
+        default=Path("../shared/real-photos"),
+        help="real photos: folder with manifest.csv (file,label) and the images",
+    )
+    demo.add_argument("--size", type=int, default=60, help="gallery photos")
+    demo.add_argument("--run", type=Path, default=None, help="run whose detectors are shown")
+    demo.add_argument("--cache", type=Path, default=None, help="the gallery's feature cache")
+    demo.add_argument(
+        "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
+    )
+    demo.add_argument(
+        "--no-served", action="store_true", help="skip the round trips through the app"
+    )
+    demo.add_argument("--threads", type=int, default=1, help="CPU threads per answer")
+    demo.add_argument("--json", action="store_true", help="print JSON only")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    if args.command == "recognize":
-        if not (args.photos / "manifest.csv").is_file():
-            print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
-            return 2
+    if args.command in ("recognize", "demo") and not (args.photos / "manifest.csv").is_file():
+        print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        result = bench_demo(
+            args.photos,
+            args.size,
+            args.run,
+            args.cache,
+            args.distractors,
+            served=not args.no_served,
+            threads=args.threads,
+            progress=not args.json,
+        )
+        show = print_demo
+    elif args.command == "recognize":
         result = bench_recognize(
             args.photos,
             [int(s) for s in args.sizes.split(",") if s.strip()],

@@ -141,7 +141,7 @@ class Demo:
 
     Args:
         recognizer: fitted on ``photos`` (one label per photo, in order).
-        photos: the gallery files, in the recognizer's order.
+        photos: the gallery files, in the recognizer's order (kept as resolved paths).
         detectors: name -> a detector with ``score([image])`` and ``threshold``.
         gate: the name of the detector whose verdict decides with the recognizer's, or None.
         max_pixels, min_side: the upload limits (`read_upload`).
@@ -161,7 +161,7 @@ class Demo:
             raise ValueError(f"gate {gate!r} is not one of the detectors {sorted(detectors)}")
         if len(photos) != len(recognizer.labels):
             raise ValueError(f"{len(photos)} photos for {len(recognizer.labels)} gallery labels")
-        self.recognizer, self.photos = recognizer, [Path(p) for p in photos]
+        self.recognizer, self.photos = recognizer, [Path(p).resolve() for p in photos]
         self.detectors, self.gate = detectors, gate
         self.max_pixels, self.min_side = max_pixels, min_side
 

@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2, help="answers computed at once")
     p.add_argument("--queue-size", type=int, default=64, help="requests that may wait")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per answer (torch, faiss)")
     return p
 
 
@@ -78,6 +79,7 @@ def build_demo(args: argparse.Namespace, progress: bool = True) -> tuple[Demo, s
     """The `Demo` of parsed options, and a sentence saying what it answers with."""
     from utils.demo import gallery
 
+    gallery.set_threads(args.threads)
     detectors, gate = {}, None
     if args.gallery is not None:
         recognizer, photos = gallery.folder_recognizer(
@@ -105,7 +107,7 @@ def build_demo(args: argparse.Namespace, progress: bool = True) -> tuple[Demo, s
     detectors.update({p.stem.removeprefix("detector_"): p for p in args.detector})
     if args.gate != "auto":
         gate = None if args.gate == "none" else args.gate
-    loaded = gallery.load_detectors(detectors, args.device)
+    loaded = gallery.load_detectors(detectors, args.device, progress)
     demo = Demo(recognizer, photos, loaded, gate, int(args.max_megapixels * 1e6), MIN_SIDE)
     return demo, source
 
