@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -85,6 +86,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def copy_real_gallery(photos: Path, folder: Path) -> Path:
+    """``folder``: Sacre-Coeur 1-5, British Museum 1-3, Chateau de Sceaux 1-3 of the real photos."""
+    for landmark, numbers in (
+        ("sacre_coeur", (1, 2, 3, 4, 5)),
+        ("british_museum", (1, 2, 3)),
+        ("chateau_de_sceaux", (1, 2, 3)),
+    ):
+        (folder / landmark).mkdir(parents=True)
+        for n in numbers:
+            name = f"{landmark}_{n:02d}.jpg"
+            shutil.copy(photos / name, folder / landmark / name)
+    return folder
 
 
 # What the suite overrides so that the whole chain runs in about a minute on 2 CPU cores.

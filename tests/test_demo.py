@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED, free_port, textured, warp, write_gallery
+from conftest import SHARED, copy_real_gallery, free_port, textured, warp, write_gallery
 from utils.demo import app, gallery
 from utils.demo.answer import Demo, UploadError, read_upload, top_confidences
 from utils.demo.cli import build_demo, main, parser
@@ -238,15 +238,7 @@ def test_real_photos_through_the_served_app(tmp_path):
         pytest.skip(NO_PHOTOS)
     from gradio_client import Client, handle_file
 
-    folder = tmp_path / "gallery"
-    for landmark, numbers in (
-        ("sacre_coeur", (1, 2, 3, 4, 5)),
-        ("british_museum", (1, 2, 3)),
-        ("chateau_de_sceaux", (1, 2, 3)),
-    ):
-        (folder / landmark).mkdir(parents=True)
-        for n in numbers:
-            shutil.copy(PHOTOS / f"{landmark}_{n:02d}.jpg", folder / landmark)
+    folder = copy_real_gallery(PHOTOS, tmp_path / "gallery")
     args = parser().parse_args(["--gallery", str(folder), "--cache", str(tmp_path / "cache")])
     demo, source = build_demo(args, progress=False)
     blocks = app.build_app(demo, source)

@@ -49,6 +49,7 @@ from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
+from utils.retrieval.realphotos import add_photos_argument
 from utils.retrieval.vocabulary import WORDS
 
 
@@ -102,12 +103,7 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
-    rec.add_argument(
-        "--photos",
-        type=Path,
-        default=Path("../shared/real-photos"),
-        help="real photos: folder with manifest.csv (file,label) and the images",
-    )
+    add_photos_argument(rec)
     rec.add_argument("--sizes", default="1000,10000", help="gallery sizes (comma-separated)")
     rec.add_argument(
         "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
@@ -135,12 +131,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--workers", type=int, default=1, help="feature extraction processes")
     rec.add_argument("--json", action="store_true", help="print JSON only")
     demo = sub.add_parser("demo", help="seconds per answer of the Gradio demo")
-    demo.add_argument(
-        "--photos",
-        type=Path,
-        default=Path("../shared/real-photos"),
-        help="real photos: folder with manifest.csv (file,label) and the images",
-    )
+    add_photos_argument(demo)
     demo.add_argument("--size", type=int, default=60, help="gallery photos")
     demo.add_argument("--run", type=Path, default=None, help="run whose detectors are shown")
     demo.add_argument("--cache", type=Path, default=None, help="the gallery's feature cache")
