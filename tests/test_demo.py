@@ -121,6 +121,7 @@ def test_answer_recognises_a_new_view_and_rejects_a_stranger(synthetic):
     rejected = demo.answer(stranger)
     assert rejected.landmark is None and rejected.summary.startswith("Not a known landmark")
     assert rejected.to_dict()["detectors"][0]["landmark"] is False
+    assert "the best landmark's evidence is" in rejected.summary
 
 
 def test_respond_turns_a_bad_file_into_a_message(synthetic, tmp_path):
@@ -144,6 +145,7 @@ def test_a_gate_detector_decides_with_the_recognizer(synthetic):
     gated = Demo(demo.recognizer, demo.photos, {"refuser": Refuser()}, gate="refuser")
     answer = gated.answer(known)
     assert answer.landmark is None and "refuser scores 0, below its threshold 0.5" in answer.summary
+    assert answer.summary.endswith("the recognizer alone would say landmark_1")
     shown = Demo(demo.recognizer, demo.photos, {"refuser": Refuser()})
     assert shown.answer(known).landmark == "landmark_1"  # shown, not deciding
     with pytest.raises(ValueError, match="gate 'other'"):

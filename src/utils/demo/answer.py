@@ -215,8 +215,16 @@ def summary(landmark: str | None, result: Recognition, refused: Sequence[Verdict
     """One sentence: the landmark and its confidence, or who rejected the photo and why."""
     if landmark is not None:
         return f"Landmark: {landmark} (confidence {result.confidence:.2f})"
-    reasons = [
-        f"{v.name} scores {v.score:.3g}, below its threshold {v.threshold:.3g}" for v in refused
-    ]
-    guess = f"; best guess {result.best}" if result.best is not None else ""
-    return f"Not a known landmark: {'; '.join(reasons)}{guess}"
+    reasons = []
+    for v in refused:
+        if v.name == "recognizer":
+            guess = f" (best guess: {result.best})" if v.score > 0 else ""
+            reasons.append(
+                f"the best landmark's evidence is {v.score:.3g}, not above its threshold "
+                f"{v.threshold:.3g}{guess}"
+            )
+        else:
+            reasons.append(f"{v.name} scores {v.score:.3g}, below its threshold {v.threshold:.3g}")
+    if result.landmark is not None:
+        reasons.append(f"the recognizer alone would say {result.landmark}")
+    return f"Not a known landmark: {'; '.join(reasons)}"
