@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
 from pathlib import Path
 
 import cv2
@@ -66,6 +68,38 @@ def warp(image: np.ndarray, seed: int = 0) -> np.ndarray:
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     dst = (src + rng.uniform(-0.08, 0.08, (4, 2)) * [w, h]).astype(np.float32)
     return cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h))
+
+
+def write_gallery(root: Path) -> Path:
+    """``root/gallery``: three landmarks (textures), three warped views of each."""
+    for landmark in range(3):
+        folder = root / "gallery" / f"landmark_{landmark}"
+        folder.mkdir(parents=True)
+        for view in range(3):
+            image = warp(textured(landmark), seed=view)
+            cv2.imwrite(str(folder / f"v{view}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return root / "gallery"
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def copy_real_gallery(photos: Path, folder: Path) -> Path:
+    """``folder``: Sacre-Coeur 1-5, British Museum 1-3, Chateau de Sceaux 1-3 of the real photos."""
+    for landmark, numbers in (
+        ("sacre_coeur", (1, 2, 3, 4, 5)),
+        ("british_museum", (1, 2, 3)),
+        ("chateau_de_sceaux", (1, 2, 3)),
+    ):
+        (folder / landmark).mkdir(parents=True)
+        for n in numbers:
+            name = f"{landmark}_{n:02d}.jpg"
+            shutil.copy(photos / name, folder / landmark / name)
+    return folder
 
 
 # What the suite overrides so that the whole chain runs in about a minute on 2 CPU cores.

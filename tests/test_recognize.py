@@ -8,22 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import textured, warp
+from conftest import copy_real_gallery, textured, warp, write_gallery
 from utils.retrieval import recognize
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import Recognizer, calibrate
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
-
-
-def write_gallery(root: Path) -> Path:
-    for landmark in range(3):
-        folder = root / "gallery" / f"landmark_{landmark}"
-        folder.mkdir(parents=True)
-        for view in range(3):
-            image = warp(textured(landmark), seed=view)
-            cv2.imwrite(str(folder / f"v{view}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return root / "gallery"
 
 
 def test_recognizer_on_synthetic_views(tmp_path):
@@ -137,16 +127,7 @@ def test_gallery_errors(tmp_path):
 def test_recognize_cli_on_real_photos(tmp_path, capsys):
     if not PHOTOS.is_dir():
         pytest.skip("../shared/real-photos is not here (team-only material)")
-    gallery = tmp_path / "gallery"
-    for landmark, numbers in (
-        ("sacre_coeur", (1, 2, 3, 4, 5)),
-        ("british_museum", (1, 2, 3)),
-        ("chateau_de_sceaux", (1, 2, 3)),
-    ):
-        (gallery / landmark).mkdir(parents=True)
-        for n in numbers:
-            name = f"{landmark}_{n:02d}.jpg"
-            shutil.copy(PHOTOS / name, gallery / landmark / name)
+    gallery = copy_real_gallery(PHOTOS, tmp_path / "gallery")
     queries = tmp_path / "queries"
     queries.mkdir()
     shutil.copy(PHOTOS / "sacre_coeur_07.jpg", queries / "held_out.jpg")

@@ -2,7 +2,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -11,17 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import free_port
 from utils.data.datasets import ClassMap, ManifestDataset, make_loader
 from utils.models import build_model
 from utils.training import checkpoint, devices, evaluate, train
 from utils.training.train import TrainConfig
-
-
-def free_port() -> int:
-    """A TCP port that nothing listens on right now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def config(tiny_root, tiny_manifest, out, **overrides) -> TrainConfig:

@@ -28,6 +28,11 @@ brute force vs IVF search, and the cost of local-feature re-ranking (`utils.benc
 checkpoint, exhaustive matching vs the visual-word shortlist, on the real photos' gallery
 padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
 AUROC, and the one-time index costs apart (`utils.bench.recognize`).
+
+``python -m utils bench demo [--photos ../shared/real-photos] [--size 60] [--run RUN]
+[--no-served] [--json]``: seconds per answer of ``python -m utils demo --gallery`` on a gallery
+of ``size`` photos (real ones padded with distractors), alone and through the served app
+(`utils.bench.demo`).
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ import json
 import sys
 from pathlib import Path
 
+from utils.bench.demo import bench_demo, print_demo
 from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench.metrics import bench_metrics, print_metrics
 from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
+from utils.retrieval.realphotos import add_photos_argument
 from utils.retrieval.vocabulary import WORDS
 
 
@@ -96,12 +103,7 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
-    rec.add_argument(
-        "--photos",
-        type=Path,
-        default=Path("../shared/real-photos"),
-        help="real photos: folder with manifest.csv (file,label) and the images",
-    )
+    add_photos_argument(rec)
     rec.add_argument("--sizes", default="1000,10000", help="gallery sizes (comma-separated)")
     rec.add_argument(
         "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
@@ -128,16 +130,41 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--part", default="all", help="real-photo part: tune, check or all")
     rec.add_argument("--workers", type=int, default=1, help="feature extraction processes")
     rec.add_argument("--json", action="store_true", help="print JSON only")
+    demo = sub.add_parser("demo", help="seconds per answer of the Gradio demo")
+    add_photos_argument(demo)
+    demo.add_argument("--size", type=int, default=60, help="gallery photos")
+    demo.add_argument("--run", type=Path, default=None, help="run whose detectors are shown")
+    demo.add_argument("--cache", type=Path, default=None, help="the gallery's feature cache")
+    demo.add_argument(
+        "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
+    )
+    demo.add_argument(
+        "--no-served", action="store_true", help="skip the round trips through the app"
+    )
+    demo.add_argument("--threads", type=int, default=1, help="CPU threads per answer")
+    demo.add_argument("--json", action="store_true", help="print JSON only")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    if args.command == "recognize":
-        if not (args.photos / "manifest.csv").is_file():
-            print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
-            return 2
+    if args.command in ("recognize", "demo") and not (args.photos / "manifest.csv").is_file():
+        print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        result = bench_demo(
+            args.photos,
+            args.size,
+            args.run,
+            args.cache,
+            args.distractors,
+            served=not args.no_served,
+            threads=args.threads,
+            progress=not args.json,
+        )
+        show = print_demo
+    elif args.command == "recognize":
         result = bench_recognize(
             args.photos,
             [int(s) for s in args.sizes.split(",") if s.strip()],

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("utils.bench.cli", "benchmarks: a ratio against a baseline in one run"),
     "pipeline": ("utils.pipeline", "run the numbered notebooks in order with papermill"),
     "results": ("utils.results", "write RUN/results.md from a run folder's metrics files"),
+    "demo": ("utils.demo.cli", "Gradio demo: upload a photo, get the landmark and the top 5"),
     "kernels": (
         "utils.kernels.cli",
         "Kaggle kernels: build, package dataset, push, status, output",
