@@ -122,6 +122,39 @@ def test_recognizer_with_the_shortlist(tmp_path):
     assert (sampled.calibration_candidates().any(axis=1)).sum() == 5
 
 
+def test_diverse_shortlist_caps_photos_per_landmark():
+    labels = np.array(list("aaaabcaa"), dtype=object)
+    order = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    assert recognize.diverse(order, labels, 4, per_landmark=2).tolist() == [0, 1, 4, 5]
+    # too few other landmarks: the capped photos fill the shortlist, in order
+    assert recognize.diverse(order, labels, 6, per_landmark=2).tolist() == [0, 1, 2, 3, 4, 5]
+    assert recognize.diverse(order[::-1], labels, 3, per_landmark=1).tolist() == [7, 5, 4]
+    assert recognize.diverse(order, labels, 3, per_landmark=8).tolist() == [0, 1, 2]
+
+
+def test_shortlist_floor_from_random_pairs_of_other_landmarks(tmp_path):
+    paths = write_photos(tmp_path / "gallery", 16, views=4)
+    labels = [p.parent.name for p in paths]
+    index = small_index(tmp_path / "index")
+    index.update(paths)
+    recognizer = Recognizer(
+        RootSift(max_features=300), shortlist=index, shortlist_size=4, progress=False
+    )
+    recognizer.fit_described(index.features(), None, labels)
+    candidates = recognizer.calibration_candidates()
+    noise = recognizer.floor_pairs(candidates)
+    names = np.array(labels)
+    assert (noise.sum(axis=1) == min(recognize.FLOOR_PAIRS, 12)).all()
+    assert not (noise & (names[:, None] == names[None, :])).any()  # other landmarks only
+    # the noise pairs were verified (cached) and the floor is their 95th percentile
+    measured = [
+        index.pairs[index.pair_key(i, j, recognizer.settings)]
+        for i, j in zip(*np.nonzero(noise), strict=True)
+    ]
+    assert recognizer.floor == float(np.quantile(measured, recognize.FLOOR_QUANTILE))
+    assert Recognizer(RootSift(), progress=False).floor_pairs(candidates) is None
+
+
 def test_cli_builds_and_reuses_the_index(tmp_path, capsys):
     gallery = tmp_path / "gallery"
     write_photos(gallery, 12, views=3)

@@ -5,10 +5,13 @@ query fold) padded with generated distractor photos (`make_distractors`: synthet
 of `utils.minigld`, ``views`` photos each, 640x480 by default) up to each size. The queries
 are one fold of the real photos (known landmarks, unknown ones and non-landmarks). For each
 size and mode (``exhaustive``: every gallery photo verified; ``shortlist``: the
-`utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified): per-query seconds (feature
+`utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified, at most
+`utils.retrieval.recognize.PER_LANDMARK` per landmark): per-query seconds (feature
 extraction of the query included), top-1 accuracy, GAP and AUROC (`realphotos.summarise`);
 for the shortlist, the one-time costs of the index apart (gallery features, vocabulary,
-assignment) and calibration. Exhaustive matching is measured up to ``exhaustive_max`` photos.
+assignment) and calibration, and how many known-landmark queries that exhaustive matching
+gets right have its winner (the photo of most inliers) among the photos verified.
+Exhaustive matching is measured up to ``exhaustive_max`` photos.
 """
 
 from __future__ import annotations
@@ -167,8 +170,8 @@ def bench_recognize(
                 if mode == "exhaustive":
                     winners[file] = (top.index if top else -1, result.best == label and known)
                 elif file in winners and winners[file][1]:
-                    found, _ = index.search(described[q], shortlist)
-                    contains.append(winners[file][0] in found)
+                    found, _ = index.search(described[q], recognizer.shortlist_depth)
+                    contains.append(winners[file][0] in recognizer.verified_shortlist(found))
                 rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))
             rows_out.append(
