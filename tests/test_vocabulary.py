@@ -122,16 +122,6 @@ def test_recognizer_with_the_shortlist(tmp_path):
     assert (sampled.calibration_candidates().any(axis=1)).sum() == 5
 
 
-def test_diverse_shortlist_caps_photos_per_landmark():
-    labels = np.array(list("aaaabcaa"), dtype=object)
-    order = np.array([0, 1, 2, 3, 4, 5, 6, 7])
-    assert recognize.diverse(order, labels, 4, per_landmark=2).tolist() == [0, 1, 4, 5]
-    # too few other landmarks: the capped photos fill the shortlist, in order
-    assert recognize.diverse(order, labels, 6, per_landmark=2).tolist() == [0, 1, 2, 3, 4, 5]
-    assert recognize.diverse(order[::-1], labels, 3, per_landmark=1).tolist() == [7, 5, 4]
-    assert recognize.diverse(order, labels, 3, per_landmark=8).tolist() == [0, 1, 2]
-
-
 def test_shortlist_floor_from_random_pairs_of_other_landmarks(tmp_path):
     paths = write_photos(tmp_path / "gallery", 16, views=4)
     labels = [p.parent.name for p in paths]

@@ -43,6 +43,7 @@ from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
+from utils.retrieval.recognize import SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
 
@@ -109,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--cache", type=Path, default=None, help="index and features kept between runs"
     )
-    rec.add_argument("--shortlist", type=int, default=10, help="photos verified per query")
+    rec.add_argument("--shortlist", type=int, default=SHORTLIST, help="photos verified per query")
     rec.add_argument(
         "--exhaustive-max",
         type=int,

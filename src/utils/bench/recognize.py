@@ -5,8 +5,7 @@ query fold) padded with generated distractor photos (`make_distractors`: synthet
 of `utils.minigld`, ``views`` photos each, 640x480 by default) up to each size. The queries
 are one fold of the real photos (known landmarks, unknown ones and non-landmarks). For each
 size and mode (``exhaustive``: every gallery photo verified; ``shortlist``: the
-`utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified, at most
-`utils.retrieval.recognize.PER_LANDMARK` per landmark): per-query seconds (feature
+`utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified): per-query seconds (feature
 extraction of the query included), top-1 accuracy, GAP and AUROC (`realphotos.summarise`);
 for the shortlist, the one-time costs of the index apart (gallery features, vocabulary,
 assignment) and calibration, and how many known-landmark queries that exhaustive matching
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from utils.minigld.camera import compose, view
 from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
+from utils.retrieval.recognize import SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def bench_recognize(
     sizes: list[int],
     distractors: str | Path = DISTRACTORS,
     cache: str | Path | None = None,
-    shortlist: int = 10,
+    shortlist: int = SHORTLIST,
     exhaustive_max: int = 1000,
     features: int = 2000,
     max_side: int = 1024,
@@ -170,7 +170,7 @@ def bench_recognize(
                 if mode == "exhaustive":
                     winners[file] = (top.index if top else -1, result.best == label and known)
                 elif file in winners and winners[file][1]:
-                    found, _ = index.search(described[q], recognizer.shortlist_depth)
+                    found, _ = index.search(described[q], shortlist)
                     contains.append(winners[file][0] in recognizer.verified_shortlist(found))
                 rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))

@@ -15,7 +15,7 @@ How a query is scored (`Recognizer`):
    global embedding (cosine); or, without a checkpoint in a gallery of more than
    ``--shortlist-above`` photos, the ``--shortlist`` photos of highest tf-idf similarity of
    visual words (`utils.retrieval.vocabulary.ShortlistIndex`, built once and saved beside the
-   gallery, ``--index``), at most `PER_LANDMARK` of one landmark (`diverse`);
+   gallery, ``--index``);
 2. each candidate is re-ranked by verified local matches (`utils.retrieval.rerank`): RootSIFT,
    or DELF with a checkpoint that carries an attention module;
 3. evidence per landmark ``E(L) = sum_{j in L} max(0, inliers_j - floor)`` (+ the fused
@@ -69,8 +69,7 @@ Gate = Callable[[np.ndarray], tuple[bool, float]]
 FLOOR_QUANTILE = 0.95
 TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
 RULES = ("max", "quantile", "landmark")
-SHORTLIST = 10  # photos verified per query with the visual-word index (utils.bench recognize)
-PER_LANDMARK = 3  # at most this many photos of one landmark on the verified shortlist (`diverse`)
+SHORTLIST = 15  # photos verified per query with the visual-word index (utils.bench recognize)
 FLOOR_PAIRS = 10  # random photos of other landmarks per calibration query measuring the floor
 SHORTLIST_ABOVE = 100  # galleries of more photos use the index by default
 CALIBRATION_QUERIES = 500  # gallery photos that play queries in calibration, at most
@@ -317,7 +316,6 @@ class Recognizer:
         matcher: Callable[[LocalFeatures, LocalFeatures, MatchSettings], PairMatch] = match_pair,
         shortlist: ShortlistIndex | None = None,
         shortlist_size: int = SHORTLIST,
-        per_landmark: int = PER_LANDMARK,
         calibration_queries: int = CALIBRATION_QUERIES,
     ):
         if extractor is None and embedder is None:
@@ -332,7 +330,6 @@ class Recognizer:
         self.settings = settings or MatchSettings()
         self.top_k, self.progress = top_k, progress
         self.shortlist, self.shortlist_size = shortlist, shortlist_size
-        self.per_landmark = per_landmark
         self.calibration_queries = calibration_queries
         self.labels: list[Hashable] = []
         self.features: list[LocalFeatures] = []
@@ -423,8 +420,8 @@ class Recognizer:
             )
         if self.shortlist is not None and self.extractor is not None:
             for i in players:
-                found, _ = self.shortlist.search_gallery(int(i), self.shortlist_depth)
-                candidates[i, diverse(found, labels, self.shortlist_size, self.per_landmark)] = True
+                found, _ = self.shortlist.search_gallery(int(i), self.shortlist_size)
+                candidates[i, found] = True
             np.fill_diagonal(candidates, False)
             return candidates
         if self.embeddings is not None and self.top_k:
@@ -458,11 +455,6 @@ class Recognizer:
             candidates[i, members[labels[i]][: self.calibration_pairs + 1]] = True
         np.fill_diagonal(candidates, False)
         return candidates
-
-    @property
-    def shortlist_depth(self) -> int:
-        """Photos read from the visual-word ranking to fill a `diverse` shortlist."""
-        return 5 * self.shortlist_size
 
     def floor_pairs(self, candidates: np.ndarray) -> np.ndarray | None:
         """``(n, n)`` bool: pairs measuring the noise floor (`calibrate`'s ``noise``), or None.
@@ -539,10 +531,8 @@ class Recognizer:
         )
 
     def verified_shortlist(self, found: np.ndarray) -> np.ndarray:
-        """The photos verified among a visual-word ranking: suspects out, then `diverse`."""
-        found = found[~np.isin(found, self.calibration.suspects)]
-        labels = np.array(self.labels, dtype=object)
-        return diverse(found, labels, self.shortlist_size, self.per_landmark)
+        """The photos verified among a visual-word ranking: suspects out, the first N."""
+        return found[~np.isin(found, self.calibration.suspects)][: self.shortlist_size]
 
     def recognize(self, image: np.ndarray) -> Recognition:
         """Best landmark, confidence and the top-5 verified candidates for one RGB image."""
@@ -558,7 +548,7 @@ class Recognizer:
             # the visual-word shortlist; its tf-idf cosine stands for the global one in the
             # details (the evidence uses it only with an embedder, never here)
             found, scores = self.shortlist.search(
-                local, self.shortlist_depth + len(self.calibration.suspects)
+                local, self.shortlist_size + len(self.calibration.suspects)
             )
             cosine[found] = scores
             order = self.verified_shortlist(found)
@@ -594,30 +584,6 @@ class Recognizer:
         ]
         accepted = best if value > tau else None
         return Recognition(accepted, best, float(confidence), evidence, candidates, float(tau))
-
-
-def diverse(
-    order: np.ndarray, labels: np.ndarray, size: int, per_landmark: int = PER_LANDMARK
-) -> np.ndarray:
-    """The first ``size`` of ``order`` with at most ``per_landmark`` photos of one landmark.
-
-    Photos of a landmark beyond its first ``per_landmark`` fill the shortlist, in order, only
-    when ``order`` holds too few other landmarks. Evidence is summed per landmark: a tenth
-    photo of the landmark that already leads adds little, a first or second photo of the
-    runner-up can decide (`utils.bench recognize`, real photos at 1,000 gallery photos).
-
-    >>> diverse(np.arange(6), np.array(list("aaaabc")), 4, per_landmark=2).tolist()
-    [0, 1, 4, 5]
-    >>> diverse(np.arange(6), np.array(list("aaaabc")), 5, per_landmark=2).tolist()
-    [0, 1, 2, 4, 5]
-    """
-    counts: dict = {}
-    first, rest = [], []
-    for j in order:
-        counts[labels[j]] = counts.get(labels[j], 0) + 1
-        (first if counts[labels[j]] <= per_landmark else rest).append(j)
-    kept = first[:size] + rest[: max(0, size - len(first))]
-    return np.array(sorted(kept, key=list(order).index), dtype=np.int64)
 
 
 def margin(evidence: float, threshold: float) -> float:
