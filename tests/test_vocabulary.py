@@ -108,6 +108,17 @@ def test_recognizer_with_the_shortlist(tmp_path):
     candidates = recognizer.calibration_candidates()
     assert (candidates.sum(axis=1) == 4).all() and not candidates.diagonal().any()
     assert len(index.pairs) > 0  # calibration's verified pairs are cached in the index
+    # the floor: random photos of other landmarks, not the shortlist's most similar ones
+    noise = recognizer.floor_pairs(candidates)
+    names = np.array(labels)
+    assert (noise.sum(axis=1) == min(recognize.FLOOR_PAIRS, 12)).all()
+    assert not (noise & (names[:, None] == names[None, :])).any()
+    measured = [
+        index.pairs[index.pair_key(i, j, recognizer.settings)]
+        for i, j in zip(*np.nonzero(noise), strict=True)
+    ]
+    assert recognizer.floor == float(np.quantile(measured, recognize.FLOOR_QUANTILE))
+    assert Recognizer(RootSift(), progress=False).floor_pairs(candidates) is None
     query = warp(textured(2, size=(240, 320)), seed=9)
     result = recognizer.recognize(query)
     assert result.landmark == "l2" and len(result.candidates) == 4
@@ -120,29 +131,6 @@ def test_recognizer_with_the_shortlist(tmp_path):
     )
     sampled.fit_described(index.features(), None, labels)
     assert (sampled.calibration_candidates().any(axis=1)).sum() == 5
-
-
-def test_shortlist_floor_from_random_pairs_of_other_landmarks(tmp_path):
-    paths = write_photos(tmp_path / "gallery", 16, views=4)
-    labels = [p.parent.name for p in paths]
-    index = small_index(tmp_path / "index")
-    index.update(paths)
-    recognizer = Recognizer(
-        RootSift(max_features=300), shortlist=index, shortlist_size=4, progress=False
-    )
-    recognizer.fit_described(index.features(), None, labels)
-    candidates = recognizer.calibration_candidates()
-    noise = recognizer.floor_pairs(candidates)
-    names = np.array(labels)
-    assert (noise.sum(axis=1) == min(recognize.FLOOR_PAIRS, 12)).all()
-    assert not (noise & (names[:, None] == names[None, :])).any()  # other landmarks only
-    # the noise pairs were verified (cached) and the floor is their 95th percentile
-    measured = [
-        index.pairs[index.pair_key(i, j, recognizer.settings)]
-        for i, j in zip(*np.nonzero(noise), strict=True)
-    ]
-    assert recognizer.floor == float(np.quantile(measured, recognize.FLOOR_QUANTILE))
-    assert Recognizer(RootSift(), progress=False).floor_pairs(candidates) is None
 
 
 def test_cli_builds_and_reuses_the_index(tmp_path, capsys):
