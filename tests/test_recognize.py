@@ -74,6 +74,19 @@ def test_calibration_worked_example():
         calibrate(INLIERS, LABELS, EVERY_OTHER, rule="mean")
 
 
+def test_calibration_floor_from_noise_pairs():
+    # the candidates are a shortlist: photo 1's pair with photo 4 (10 inliers) is one of the
+    # most similar; the floor comes from the random pairs given as noise, (0,2) 2 and (1,3) 2
+    noise = np.zeros((5, 5), bool)
+    noise[0, 2] = noise[1, 3] = noise[0, 1] = True  # (0,1): same landmark, never noise
+    kw = {"floor_quantile": 0.5, "tau_quantile": 0.5, "set_aside": False}
+    shortlisted = calibrate(INLIERS, LABELS, EVERY_OTHER, noise=noise, **kw)
+    assert shortlisted.floor == 2.0
+    # excess over 2: (0,3) 2, (1,2) 4, (1,4) 8, (2,4) 1 -> negatives 2 8 4 2 8 -> tau 4
+    assert shortlisted.tau == 4.0
+    assert calibrate(INLIERS, LABELS, EVERY_OTHER, **kw).floor == 2.5  # without: candidates
+
+
 def test_calibration_reads_only_measured_pairs():
     # photo 4's row and column unmeasured (NaN): the same rule as a gallery without photo 4
     measured = EVERY_OTHER.copy()

@@ -108,6 +108,17 @@ def test_recognizer_with_the_shortlist(tmp_path):
     candidates = recognizer.calibration_candidates()
     assert (candidates.sum(axis=1) == 4).all() and not candidates.diagonal().any()
     assert len(index.pairs) > 0  # calibration's verified pairs are cached in the index
+    # the floor: random photos of other landmarks, not the shortlist's most similar ones
+    noise = recognizer.floor_pairs(candidates)
+    names = np.array(labels)
+    assert (noise.sum(axis=1) == min(recognize.FLOOR_PAIRS, 12)).all()
+    assert not (noise & (names[:, None] == names[None, :])).any()
+    measured = [
+        index.pairs[index.pair_key(i, j, recognizer.settings)]
+        for i, j in zip(*np.nonzero(noise), strict=True)
+    ]
+    assert recognizer.floor == float(np.quantile(measured, recognize.FLOOR_QUANTILE))
+    assert Recognizer(RootSift(), progress=False).floor_pairs(candidates) is None
     query = warp(textured(2, size=(240, 320)), seed=9)
     result = recognizer.recognize(query)
     assert result.landmark == "l2" and len(result.candidates) == 4

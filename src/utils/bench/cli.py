@@ -24,7 +24,7 @@ random predictions, against a plain Python loop (on 100,000, scaled).
 brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
 
 ``python -m utils bench recognize [--photos ../shared/real-photos] [--sizes 1000,10000]
-[--shortlist 10] [--exhaustive-max 1000] [--features 2000] [--json]``: `recognize` without a
+[--shortlist 15] [--exhaustive-max 1000] [--features 2000] [--json]``: `recognize` without a
 checkpoint, exhaustive matching vs the visual-word shortlist, on the real photos' gallery
 padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
 AUROC, and the one-time index costs apart (`utils.bench.recognize`).
@@ -50,6 +50,7 @@ from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
 from utils.retrieval.realphotos import add_photos_argument
+from utils.retrieval.recognize import SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
 
@@ -111,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--cache", type=Path, default=None, help="index and features kept between runs"
     )
-    rec.add_argument("--shortlist", type=int, default=10, help="photos verified per query")
+    rec.add_argument("--shortlist", type=int, default=SHORTLIST, help="photos verified per query")
     rec.add_argument(
         "--exhaustive-max",
         type=int,

@@ -31,7 +31,9 @@ all other photos, or, in a gallery where the other landmarks hold more than
 ``calibration_pairs`` photos, whole landmarks drawn at random up to that many photos). In a
 gallery of more than ``calibration_queries`` photos, that many photos drawn at random (seeded)
 play queries. Only measured pairs count. ``floor`` is the 95th percentile of the
-inliers of its pairs with other landmarks (what unrelated photos share by chance). Rule
+inliers of its pairs with other landmarks (what unrelated photos share by chance; with the
+visual-word index, whose shortlist holds the most similar photos of other landmarks, of
+`FLOOR_PAIRS` photos of other landmarks drawn at random per calibration query). Rule
 ``landmark`` (the default): ``tau(L)`` is the 75th percentile of the evidence that photos of
 other landmarks gather for L; ``tau``, used for a landmark no photo saw, the 75th percentile
 over photos of the largest evidence each gathers for a wrong landmark. Quantiles, not the
@@ -67,7 +69,8 @@ Gate = Callable[[np.ndarray], tuple[bool, float]]
 FLOOR_QUANTILE = 0.95
 TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
 RULES = ("max", "quantile", "landmark")
-SHORTLIST = 10  # photos verified per query with the visual-word index (utils.bench recognize)
+SHORTLIST = 15  # photos verified per query with the visual-word index (utils.bench recognize)
+FLOOR_PAIRS = 10  # random photos of other landmarks per calibration query measuring the floor
 SHORTLIST_ABOVE = 100  # galleries of more photos use the index by default
 CALIBRATION_QUERIES = 500  # gallery photos that play queries in calibration, at most
 
@@ -117,6 +120,7 @@ def calibrate(
     tau_quantile: float = TAU_QUANTILE,
     minimum: float = 1.0,
     set_aside: bool = True,
+    noise: np.ndarray | None = None,
 ) -> Calibration:
     """The rejection rule from gallery photos used as queries against the rest of the gallery.
 
@@ -146,14 +150,17 @@ def calibrate(
             landmark's evidence, from their candidates of their own landmark; inlier
             evidence only, without the cosine term; never without inliers); then calibrate
             again without them (as queries and as candidates).
+        noise: ``(n, n)`` bool, the pairs whose inliers set ``floor`` (those of different
+            landmarks count), when the candidates are not a random draw: a visual-word
+            shortlist holds the most similar photos of other landmarks, whose inliers are
+            not what unrelated photos share by chance. None: the candidate pairs.
 
     Returns:
         The `Calibration`; ``negatives`` holds each photo's largest wrong evidence (photos with
         no other landmark among their candidates are left out).
     """
-    first = _calibrate_once(
-        inliers, labels, candidates, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
-    )
+    options = (rule, aggregate, floor_quantile, tau_quantile, minimum)
+    first = _calibrate_once(inliers, labels, candidates, cosine, noise, *options)
     if not set_aside or inliers is None or first.negatives.size == 0:
         return first
     labels = np.array(list(labels), dtype=object)
@@ -181,16 +188,26 @@ def calibrate(
         return first
     kept = candidates.copy()
     kept[suspects, :] = kept[:, suspects] = False
-    second = _calibrate_once(
-        inliers, labels, kept, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
-    )
+    if noise is not None:
+        noise = np.asarray(noise, bool).copy()
+        noise[suspects, :] = noise[:, suspects] = False
+    second = _calibrate_once(inliers, labels, kept, cosine, noise, *options)
     return Calibration(
         second.floor, second.tau, second.thresholds, second.negatives, tuple(suspects)
     )
 
 
 def _calibrate_once(
-    inliers, labels, candidates, cosine, rule, aggregate, floor_quantile, tau_quantile, minimum
+    inliers,
+    labels,
+    candidates,
+    cosine,
+    noise,
+    rule,
+    aggregate,
+    floor_quantile,
+    tau_quantile,
+    minimum,
 ) -> Calibration:
     """One pass of `calibrate`, no photo set aside."""
     if rule not in RULES:
@@ -199,9 +216,13 @@ def _calibrate_once(
     candidates = np.asarray(candidates, bool).copy()
     np.fill_diagonal(candidates, False)
     wrong = candidates & (labels[:, None] != labels[None, :])
+    unrelated = wrong
+    if noise is not None:
+        unrelated = np.asarray(noise, bool) & (labels[:, None] != labels[None, :])
+        np.fill_diagonal(unrelated, False)
     floor = 0.0
-    if inliers is not None and aggregate == "sum" and wrong.any():
-        floor = float(np.quantile(np.asarray(inliers)[wrong], floor_quantile))
+    if inliers is not None and aggregate == "sum" and unrelated.any():
+        floor = float(np.quantile(np.asarray(inliers)[unrelated], floor_quantile))
     negatives, per_landmark = [], {}
     for i in range(len(labels)):
         cols = np.flatnonzero(wrong[i])
@@ -435,11 +456,31 @@ class Recognizer:
         np.fill_diagonal(candidates, False)
         return candidates
 
+    def floor_pairs(self, candidates: np.ndarray) -> np.ndarray | None:
+        """``(n, n)`` bool: pairs measuring the noise floor (`calibrate`'s ``noise``), or None.
+
+        With the visual-word shortlist, each calibration query (a row of ``candidates``
+        with any pair) is also matched to `FLOOR_PAIRS` photos of other landmarks drawn at
+        random (seeded): its shortlist holds the other landmarks' most similar photos, not
+        what unrelated photos share by chance. Otherwise None (the candidates are random).
+        """
+        if self.shortlist is None or self.extractor is None:
+            return None
+        labels = np.array(self.labels, dtype=object)
+        noise = np.zeros_like(candidates)
+        rng = np.random.default_rng(2)
+        for i in np.flatnonzero(candidates.any(axis=1)):
+            others = np.flatnonzero(labels != labels[i])
+            noise[i, rng.choice(others, min(FLOOR_PAIRS, len(others)), replace=False)] = True
+        return noise
+
     def _calibrate(self) -> None:
         """Set the rejection rule (`calibrate`) on the gallery's candidate pairs."""
         full = self.calibration_candidates()
-        # only photos in a candidate pair matter: calibrate on them (exact, and small)
-        used = np.flatnonzero(full.any(axis=0) | full.any(axis=1))
+        noise = self.floor_pairs(full)
+        measured = full if noise is None else full | noise
+        # only photos in a measured pair matter: calibrate on them (exact, and small)
+        used = np.flatnonzero(measured.any(axis=0) | measured.any(axis=1))
         candidates = full[np.ix_(used, used)]
         labels = np.array(self.labels, dtype=object)[used]
         cosine = None
@@ -450,7 +491,10 @@ class Recognizer:
         if self.extractor is not None:
             # each unordered candidate pair once (inlier counts are nearly symmetric)
             pairs = sorted(
-                {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(candidates), strict=True)}
+                {
+                    (min(i, j), max(i, j))
+                    for i, j in zip(*np.nonzero(measured[np.ix_(used, used)]), strict=True)
+                }
             )
             inliers = np.full((len(labels), len(labels)), np.nan)
             for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
@@ -476,6 +520,7 @@ class Recognizer:
             rule=self.rule,
             aggregate="max" if self.extractor is None else self.aggregate,
             tau_quantile=self.tau_quantile,
+            noise=None if noise is None else noise[np.ix_(used, used)],
         )
         self.calibration = Calibration(
             calibration.floor,
@@ -484,6 +529,10 @@ class Recognizer:
             calibration.negatives,
             tuple(int(used[i]) for i in calibration.suspects),
         )
+
+    def verified_shortlist(self, found: np.ndarray) -> np.ndarray:
+        """The photos verified among a visual-word ranking: suspects out, the first N."""
+        return found[~np.isin(found, self.calibration.suspects)][: self.shortlist_size]
 
     def recognize(self, image: np.ndarray) -> Recognition:
         """Best landmark, confidence and the top-5 verified candidates for one RGB image."""
@@ -502,7 +551,7 @@ class Recognizer:
                 local, self.shortlist_size + len(self.calibration.suspects)
             )
             cosine[found] = scores
-            order = found[~np.isin(found, self.calibration.suspects)][: self.shortlist_size]
+            order = self.verified_shortlist(found)
         else:
             order = np.argsort(-cosine, kind="stable")
             if self.calibration.suspects:
