@@ -163,7 +163,7 @@ def test_training_steps_fit_a_batch_and_eval_mode_agrees(tiny_root, tiny_manifes
             predicted = net(images).argmax(1)  # eval mode, recalibrated running statistics
     finally:
         torch.set_num_threads(threads)
-    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses  # at least half the initial loss
     prior = labels.bincount().max().item() / len(labels)
     accuracy = (predicted == labels).float().mean().item()
     assert fitted > prior + 0.3 and accuracy > prior + 0.3, (fitted, accuracy, prior)
