@@ -170,8 +170,7 @@ def bench_recognize(
                 if mode == "exhaustive":
                     winners[file] = (top.index if top else -1, result.best == label and known)
                 elif file in winners and winners[file][1]:
-                    depth = shortlist + len(recognizer.calibration.suspects)
-                    found, _ = index.search(described[q], depth)
+                    found, _ = recognizer.search_shortlist(described[q])
                     contains.append(winners[file][0] in recognizer.verified_shortlist(found))
                 rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))

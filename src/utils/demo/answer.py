@@ -29,7 +29,13 @@ from PIL import Image, UnidentifiedImageError
 
 from utils.data.images import ImageLoadError, load_image
 from utils.demo.draw import draw_matches
-from utils.retrieval.recognize import Calibration, Recognition, Recognizer, margin
+from utils.retrieval.recognize import (
+    Calibration,
+    Recognition,
+    Recognizer,
+    confidence_of,
+    margin,
+)
 
 MAX_PIXELS = 40_000_000  # larger photos are refused (decoding one costs seconds and memory)
 MIN_SIDE = 32  # a smaller side holds too few SIFT keypoints to match
@@ -132,7 +138,7 @@ def top_confidences(
     out = []
     for landmark in ranked[:k]:
         value, tau = result.evidence[landmark], threshold(landmark)
-        out.append((str(landmark), value / (value + tau) if value > 0 and value + tau > 0 else 0.0))
+        out.append((str(landmark), confidence_of(value, tau)))
     return out
 
 

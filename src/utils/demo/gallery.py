@@ -16,8 +16,6 @@ an index folder keyed by the SHA-256 of each file (`ShortlistIndex`); a restart 
 
 from __future__ import annotations
 
-import sys
-import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +28,13 @@ from utils.data.images import load_image
 from utils.data.manifests import read_manifests
 from utils.inference.submit import run_defaults
 from utils.ood import load_detector
-from utils.retrieval.recognize import SHORTLIST, Recognizer, build_recognizer, read_gallery
+from utils.retrieval.recognize import (
+    SHORTLIST,
+    Recognizer,
+    build_recognizer,
+    read_gallery,
+    report_skipped,
+)
 from utils.retrieval.vocabulary import ShortlistIndex, file_key, load_features
 from utils.training import checkpoint as checkpoints
 
@@ -118,16 +122,6 @@ def load_detectors(paths: dict[str, Path], device: str = "cpu", progress: bool =
     }
 
 
-def _reporting_skips(step):
-    """``step()``, its warnings (gallery photos it could not read) printed, not raised."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = step()
-    for warning in caught:
-        print(f"warning: gallery photo skipped: {warning.message}", file=sys.stderr)
-    return out
-
-
 def fit_recognizer(
     paths: Sequence[Path],
     labels: Sequence[str],
@@ -142,11 +136,11 @@ def fit_recognizer(
     recognizer = build_recognizer("sift", checkpoint, top_k, device, progress)
     index = ShortlistIndex(cache, recognizer.extractor, progress=progress)
     if checkpoint is None and shortlist > 0:
-        kept = _reporting_skips(lambda: index.update(paths))
+        kept = report_skipped(lambda: index.update(paths))
         recognizer.shortlist, recognizer.shortlist_size = index, shortlist
         features = index.features()
     else:
-        keys = _reporting_skips(lambda: index.store_features(paths))
+        keys = report_skipped(lambda: index.store_features(paths))
         kept = [i for i, key in enumerate(keys) if key is not None]
         features = [load_features(index.feature_path(keys[i])) for i in kept]
     embeddings = None

@@ -52,6 +52,7 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,7 @@ SHORTLIST = 15  # photos verified per query with the visual-word index (utils.be
 FLOOR_PAIRS = 10  # random photos of other landmarks per calibration query measuring the floor
 SHORTLIST_ABOVE = 100  # galleries of more photos use the index by default
 CALIBRATION_QUERIES = 500  # gallery photos that play queries in calibration, at most
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -215,10 +217,11 @@ def _calibrate_once(
     labels = np.array(list(labels), dtype=object)
     candidates = np.asarray(candidates, bool).copy()
     np.fill_diagonal(candidates, False)
-    wrong = candidates & (labels[:, None] != labels[None, :])
+    different = labels[:, None] != labels[None, :]
+    wrong = candidates & different
     unrelated = wrong
     if noise is not None:
-        unrelated = np.asarray(noise, bool) & (labels[:, None] != labels[None, :])
+        unrelated = np.asarray(noise, bool) & different
         np.fill_diagonal(unrelated, False)
     floor = 0.0
     if inliers is not None and aggregate == "sum" and unrelated.any():
@@ -481,7 +484,9 @@ class Recognizer:
         measured = full if noise is None else full | noise
         # only photos in a measured pair matter: calibrate on them (exact, and small)
         used = np.flatnonzero(measured.any(axis=0) | measured.any(axis=1))
-        candidates = full[np.ix_(used, used)]
+        within = np.ix_(used, used)
+        candidates, measured = full[within], measured[within]
+        noise = None if noise is None else noise[within]
         labels = np.array(self.labels, dtype=object)[used]
         cosine = None
         if self.embeddings is not None:
@@ -491,10 +496,7 @@ class Recognizer:
         if self.extractor is not None:
             # each unordered candidate pair once (inlier counts are nearly symmetric)
             pairs = sorted(
-                {
-                    (min(i, j), max(i, j))
-                    for i, j in zip(*np.nonzero(measured[np.ix_(used, used)]), strict=True)
-                }
+                {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(measured), strict=True)}
             )
             inliers = np.full((len(labels), len(labels)), np.nan)
             for i, j in tqdm(pairs, desc="calibrate", disable=not self.progress):
@@ -520,7 +522,7 @@ class Recognizer:
             rule=self.rule,
             aggregate="max" if self.extractor is None else self.aggregate,
             tau_quantile=self.tau_quantile,
-            noise=None if noise is None else noise[np.ix_(used, used)],
+            noise=noise,
         )
         self.calibration = Calibration(
             calibration.floor,
@@ -529,6 +531,10 @@ class Recognizer:
             calibration.negatives,
             tuple(int(used[i]) for i in calibration.suspects),
         )
+
+    def search_shortlist(self, local: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """Visual-word ranking deep enough for `verified_shortlist`: photos and tf-idf scores."""
+        return self.shortlist.search(local, self.shortlist_size + len(self.calibration.suspects))
 
     def verified_shortlist(self, found: np.ndarray) -> np.ndarray:
         """The photos verified among a visual-word ranking: suspects out, the first N."""
@@ -547,9 +553,7 @@ class Recognizer:
         if self.shortlist is not None and local is not None:
             # the visual-word shortlist; its tf-idf cosine stands for the global one in the
             # details (the evidence uses it only with an embedder, never here)
-            found, scores = self.shortlist.search(
-                local, self.shortlist_size + len(self.calibration.suspects)
-            )
+            found, scores = self.search_shortlist(local)
             cosine[found] = scores
             order = self.verified_shortlist(found)
         else:
@@ -569,7 +573,7 @@ class Recognizer:
         best = max(evidence, key=lambda k: margin(evidence[k], threshold(k))) if evidence else None
         value = evidence.get(best, 0.0)
         tau = threshold(best) if best is not None else self.tau
-        confidence = value / (value + tau) if value > 0 and value + tau > 0 else 0.0
+        confidence = confidence_of(value, tau)
         ranked = sorted(
             order, key=lambda j: (-(matches[j].inliers if matches[j] else 0), -cosine[j])
         )[:5]
@@ -592,6 +596,21 @@ def margin(evidence: float, threshold: float) -> float:
     Their ratio for a positive threshold (inlier evidence), else their difference (cosines).
     """
     return evidence / threshold if threshold > 0 else evidence - threshold
+
+
+def confidence_of(evidence: float, threshold: float) -> float:
+    """``E / (E + tau)``: above 0.5 exactly when ``E > tau``; 0 without positive evidence."""
+    return evidence / (evidence + threshold) if evidence > 0 and evidence + threshold > 0 else 0.0
+
+
+def report_skipped(step: Callable[[], T]) -> T:
+    """``step()``, printing each warning it gives (a gallery image it could not read)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = step()
+    for warning in caught:
+        print(f"warning: gallery image skipped: {warning.message}", file=sys.stderr)
+    return out
 
 
 def describe(result: Recognition, gallery_names: Sequence[str]) -> dict:
@@ -757,14 +776,10 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
         folder = args.index or args.gallery.parent / f"{args.gallery.name}.index"
         try:
             index = ShortlistIndex(folder, recognizer.extractor, words=args.words)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                kept_at = index.update(paths, workers=args.workers)
+            kept_at = report_skipped(lambda: index.update(paths, workers=args.workers))
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        for warning in caught:
-            print(f"warning: gallery image skipped: {warning.message}", file=sys.stderr)
         names = [str(paths[i]) for i in kept_at]
         recognizer.shortlist, recognizer.shortlist_size = index, args.shortlist
         recognizer.fit_described(index.features(), None, [labels[i] for i in kept_at])
