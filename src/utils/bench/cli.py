@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from utils.bench.demo import bench_demo, print_demo
@@ -49,7 +48,7 @@ from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
-from utils.retrieval.realphotos import add_photos_argument
+from utils.retrieval.realphotos import add_photos_argument, photos_missing
 from utils.retrieval.recognize import SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
@@ -150,8 +149,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    if args.command in ("recognize", "demo") and not (args.photos / "manifest.csv").is_file():
-        print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+    if args.command in ("recognize", "demo") and photos_missing(args.photos):
         return 2
     if args.command == "demo":
         result = bench_demo(

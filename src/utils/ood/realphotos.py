@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +99,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Print the AUROCs as JSON (and, for both parts, the score chosen on tune)."""
     args = parser().parse_args(argv)
-    if not (args.photos / "manifest.csv").is_file():
-        print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+    if realphotos.photos_missing(args.photos):
         return 2
     ks = [int(k) for k in args.ks.split(",")]
     parts = realphotos.PARTS if args.part == "both" else (args.part,)

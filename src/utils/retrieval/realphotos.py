@@ -336,6 +336,14 @@ def add_photos_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def photos_missing(photos: Path) -> bool:
+    """True, with the error printed, when ``photos`` (`add_photos_argument`) lacks manifest.csv."""
+    if (photos / "manifest.csv").is_file():
+        return False
+    print(f"error: {photos / 'manifest.csv'} not found", file=sys.stderr)
+    return True
+
+
 def parser() -> argparse.ArgumentParser:
     """Options of the command."""
     parser = argparse.ArgumentParser(
@@ -359,8 +367,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    if not (args.photos / "manifest.csv").is_file():
-        print(f"error: {args.photos / 'manifest.csv'} not found", file=sys.stderr)
+    if photos_missing(args.photos):
         return 2
     runs = {"project (RootSIFT, evidence over photos, calibrated)": project_recognizer}
     if args.reference:
