@@ -62,6 +62,17 @@ def test_train_benchmark_end_to_end(tiny_root, tiny_manifest):
     assert row["end_to_end_over_step"] == pytest.approx(expected, abs=0.01)
 
 
+def test_feed_benchmark_times_both_loaders_from_files_and_cache(tiny_root, tiny_manifest, capsys):
+    args = ["feed", "--data-root", str(tiny_root), "--manifest-dir", str(tiny_manifest)]
+    args += ["--size", "32", "--batch", "4", "--workers", "0", "--epochs", "1", "--rounds", "1"]
+    assert bench.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["cache"] for row in result["rows"]] == [False, True]
+    for row in result["rows"]:
+        assert row["former"] > 0 and row["training"] > 0
+        assert row["ratio"] == pytest.approx(row["training"] / row["former"], abs=0.01)
+
+
 def test_retrieval_benchmark_runs(tmp_path, capsys):
     args = ["retrieval", "--sizes", "2000", "--images", str(tmp_path), "--rerank-images", "3"]
     assert bench.main([*args, "--json"]) == 0

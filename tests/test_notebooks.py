@@ -55,9 +55,10 @@ def test_parameters_cell_is_plain_typed_literals(path):
     assert len(cells) == 1, "exactly one cell tagged 'parameters'"
     tree = ast.parse(cells[0].source)
     for node in tree.body:
-        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), ast.dump(
-            node
-        )
+        value = node.value if isinstance(node, ast.AnnAssign) else None
+        if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
+            value = value.operand  # a negative number is a literal too
+        assert isinstance(value, ast.Constant), ast.dump(node)
     declared = papermill.inspect_notebook(str(path))
     assert set(declared) == {node.target.id for node in tree.body}, (
         "papermill must parse every line"

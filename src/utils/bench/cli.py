@@ -11,11 +11,16 @@
 
 Each is timed over its second epoch (workers started, files in the page cache).
 
+``python -m utils bench feed [--data-root DIR --manifest-dir DIR] [--size 224] [--batch 64]
+[--workers 2] [--epochs 3] [--rounds 2] [--json]``: images per second training's loader
+delivers over several epochs against the loader it replaced (`utils.bench.feed`), from JPEG
+files and from the memory cache.
+
 ``python -m utils bench train [--models resnet50,efficientnet-b2] [--size 224] [--batch 32]
-[--steps 10] [--device auto] [--data-root DIR --manifest-dir DIR] [--json]``: training images
-per second of each backbone in every precision the device has, with and without channels_last,
-the ratio of each to fp32, and the end-to-end rate with the project's loader beside the fastest
-step rate (`utils.bench.train`).
+[--steps 10] [--device auto] [--data-root DIR --manifest-dir DIR] [--workers -1] [--cache]
+[--json]``: training images per second of each backbone in every precision the device has, with
+and without channels_last, the ratio of each to fp32, and the end-to-end rate with training's
+loader beside the fastest step rate (`utils.bench.train`).
 
 ``python -m utils bench metrics [--size 1000000]``: seconds for GAP and GAP@k over a million
 random predictions, against a plain Python loop (on 100,000, scaled).
@@ -42,6 +47,7 @@ import json
 from pathlib import Path
 
 from utils.bench.demo import bench_demo, print_demo
+from utils.bench.feed import bench_feed, print_feed
 from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench.metrics import bench_metrics, print_metrics
 from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
@@ -66,6 +72,22 @@ def parser() -> argparse.ArgumentParser:
     loader.add_argument("--workers", type=int, default=2, help="loader processes")
     loader.add_argument("--batch", type=int, default=32, help="images per batch")
     loader.add_argument("--json", action="store_true", help="print JSON only")
+    feed = sub.add_parser("feed", help="training's loader vs the former one, over epochs")
+    feed.add_argument(
+        "--data-root", type=Path, default=Path("data/minigld-default"), help="dataset folder"
+    )
+    feed.add_argument(
+        "--manifest-dir",
+        type=Path,
+        default=Path("data_manifests/minigld-default-top30"),
+        help="manifests of that dataset (the train split is read)",
+    )
+    feed.add_argument("--size", type=int, default=224, help="crop size")
+    feed.add_argument("--batch", type=int, default=64, help="images per batch")
+    feed.add_argument("--workers", type=int, default=2, help="loader processes")
+    feed.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
+    feed.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
+    feed.add_argument("--json", action="store_true", help="print JSON only")
     trainer = sub.add_parser("train", help="training throughput of each backbone")
     trainer.add_argument(
         "--models", default="resnet50,efficientnet-b2", help="comma-separated backbones"
@@ -86,7 +108,17 @@ def parser() -> argparse.ArgumentParser:
         default=Path("data_manifests/minigld-default-top30"),
         help="manifests of that dataset",
     )
-    trainer.add_argument("--workers", type=int, default=2, help="loader processes, end to end")
+    trainer.add_argument(
+        "--workers",
+        type=int,
+        default=-1,
+        help="loader processes, end to end; -1: as training chooses for the device",
+    )
+    trainer.add_argument(
+        "--cache",
+        action="store_true",
+        help="end to end from decoded images in memory, as with training's --cache",
+    )
     trainer.add_argument("--json", action="store_true", help="print JSON only")
     scoring = sub.add_parser("metrics", help="GAP over a million predictions")
     scoring.add_argument("--size", type=int, default=1_000_000, help="predictions")
@@ -191,6 +223,17 @@ def main(argv: list[str] | None = None) -> int:
             photos = make_bench_jpegs(args.images, args.rerank_images)
         result = {"search": [bench_search(n) for n in sizes], "rerank": bench_rerank(photos)}
         show = print_retrieval
+    elif args.command == "feed":
+        result = bench_feed(
+            args.data_root,
+            args.manifest_dir,
+            args.size,
+            args.batch,
+            args.workers,
+            args.epochs,
+            args.rounds,
+        )
+        show = print_feed
     elif args.command == "loader":
         result = bench_loader(args.images, args.count, args.size, args.workers, args.batch)
         show = print_loader
@@ -205,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_root if args.data_root.is_dir() else None,
             args.manifest_dir,
             args.workers,
+            args.cache,
         )
         show = print_train
     if args.json:

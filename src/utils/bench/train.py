@@ -4,9 +4,11 @@
 every precision the device has (CPU: fp32, bfloat16 autocast where oneDNN has it; CUDA: fp32
 (TF32 where the card uses it), float16 AMP with a GradScaler, bfloat16 AMP where supported), each
 with and without channels_last; ``ratio`` is each rate over plain fp32 from the same run.
-``end_to_end``: images/s of real training steps fed by the project's loader (manifest split,
-pipeline 2, reduced-size decoding, workers) in the fastest step setting, so
-``end_to_end / step`` says how much of the time the device waits for data.
+``end_to_end``: images/s of real training steps fed by training's own loader
+(`utils.training.feeding.training_loader` over the manifest's train split: pipeline 2 in uint8,
+reduced-size decoding or the memory cache, persistent workers, epochs restarting as in
+training) in the fastest step setting, so ``end_to_end / step`` says how much of the time the
+device waits for data. Both rates include the normalisation on the device.
 
 See `utils.bench.cli` for the command.
 """
@@ -19,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-from utils.data.augment import decode_side, pipeline2
-from utils.data.datasets import ClassMap, ManifestDataset, make_loader
+from utils.data.augment import normalize_batch
+from utils.data.datasets import ClassMap
 from utils.data.manifests import read_manifests
 from utils.models import build_model
 from utils.training.devices import DTYPES, cpu_has_bf16, resolve_device
+from utils.training.evaluate import split_dataset
+from utils.training.feeding import resolve_workers, training_loader
 from utils.training.train import train_step
 
 
@@ -55,7 +59,7 @@ def _prepare(name: str, classes: int, device, precision: str, channels_last: boo
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step(images, labels):
-        images = images.to(device, non_blocking=True, memory_format=memory)
+        images = normalize_batch(images.to(device, non_blocking=True, memory_format=memory))
         train_step(
             model,
             images,
@@ -71,38 +75,52 @@ def _prepare(name: str, classes: int, device, precision: str, channels_last: boo
 
 
 def step_rate(name, device, size, batch, steps, precision="fp32", channels_last=False) -> float:
-    """Training images/s of ``name`` on random batches in one precision and layout."""
+    """Training images/s of ``name`` on random uint8 batches already on ``device``."""
     step = _prepare(name, 10, device, precision, channels_last)
-    images = torch.randn(batch, 3, size, size, device=device)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
     return batch * steps / _timed(lambda: step(images, labels), steps, device)
 
 
 def end_to_end_rate(
-    name, device, size, batch, steps, precision, channels_last, data_root, manifest_dir, workers
+    name,
+    device,
+    size,
+    batch,
+    steps,
+    precision,
+    channels_last,
+    data_root,
+    manifest_dir,
+    workers=-1,
+    cache=False,
 ) -> float:
-    """Training images/s over the project's loader (manifest train split, pipeline 2)."""
-    split = read_manifests(manifest_dir).train
-    classes = ClassMap.from_manifest(split)
-    data = ManifestDataset(
-        split,
-        data_root,
-        classes,
-        pipeline2(size),
-        min_side=decode_side(size, 2),
-        on_broken="replace",
-    )
-    loader = make_loader(data, batch, shuffle=True, workers=workers, drop_last=True)
+    """Training images/s fed by training's loader (manifest train split, pipeline 2)."""
+    config = {
+        "manifest_dir": str(manifest_dir),
+        "data_root": str(data_root),
+        "image_size": size,
+        "pipeline": 2,
+        "max_images": 0,
+        "seed": 0,
+    }
+    classes = ClassMap.from_manifest(read_manifests(manifest_dir).train)
+    data = split_dataset(config, classes, "train", train=True, cache=cache)
+    data.fill_cache()  # a no-op without the cache
+    workers = resolve_workers(workers, device, cache)
+    loader, batches = training_loader(data, batch, workers, seed=0, drop_last=True)
     step = _prepare(name, len(classes), device, precision, channels_last)
-    batches = iter(loader)
+    epoch, stream = 0, iter(loader)
 
     def one():
-        nonlocal batches
+        nonlocal epoch, stream
         try:
-            images, labels = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            images, labels = next(batches)
+            images, labels = next(stream)
+        except StopIteration:  # the next epoch, as training starts it
+            epoch += 1
+            batches.set_epoch(epoch)
+            stream = iter(loader)
+            images, labels = next(stream)
         step(images, labels)
 
     return batch * steps / _timed(one, steps, device)
@@ -116,7 +134,8 @@ def bench_train(
     device: str,
     data_root: str | Path | None = None,
     manifest_dir: str | Path | None = None,
-    workers: int = 2,
+    workers: int = -1,
+    cache: bool = False,
 ) -> dict:
     """Step rates per precision and layout, and (with a data root) the end-to-end rate."""
     dev = resolve_device(device)
@@ -148,6 +167,7 @@ def bench_train(
                 data_root,
                 manifest_dir,
                 workers,
+                cache,
             )
             row["end_to_end"] = round(e2e, 1)
             row["end_to_end_over_step"] = round(e2e / rates[best], 2)

@@ -136,6 +136,7 @@ class ManifestDataset(Dataset):
             self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
         self.on_broken, self.broken = on_broken, set()
+        self._batch_seed: int | None = None
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         if check_files:
             missing = [(i, p) for i, p in zip(self.ids, self.paths, strict=True) if not p.is_file()]
@@ -173,7 +174,19 @@ class ManifestDataset(Dataset):
                 pass
         return len(self.cache)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """Item ``key``: a row index, or ``(batch_seed, index)`` from `SeededBatches`.
+
+        A batch seed different from the last one seen reseeds the transform first, so the
+        item's augmentation depends on its batch, not on which worker made it.
+        """
+        if isinstance(key, tuple):
+            seed, index = key
+            if seed != self._batch_seed and hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(seed)
+                self._batch_seed = seed
+        else:
+            index = key
         for offset in range(len(self.ids)):
             row = (index + offset) % len(self.ids)
             try:
@@ -276,27 +289,36 @@ def make_loader(
     collate_fn: Callable | None = None,
     sampler: torch.utils.data.Sampler | None = None,
     persistent: bool = True,
+    batch_sampler: torch.utils.data.Sampler | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` with seeded workers, persistent when ``persistent`` and ``workers > 0``.
 
     ``pin_memory`` defaults to whether CUDA is available. With ``workers == 0`` the dataset's
     transform is seeded here instead of in the workers. A ``sampler`` (e.g. DDP's) replaces
-    ``shuffle``.
+    ``shuffle``; a ``batch_sampler`` (`utils.data.batches.SeededBatches`) replaces
+    ``batch_size``, ``shuffle``, ``sampler`` and ``drop_last``.
     """
     generator = torch.Generator().manual_seed(seed)
     if workers == 0 and hasattr(getattr(dataset, "transform", None), "set_random_seed"):
         dataset.transform.set_random_seed(seed)
+    batching = (
+        {"batch_sampler": batch_sampler}
+        if batch_sampler is not None
+        else {
+            "batch_size": batch_size,
+            "shuffle": shuffle if sampler is None else None,
+            "sampler": sampler,
+            "drop_last": drop_last,
+        }
+    )
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else None,
-        sampler=sampler,
+        **batching,
         num_workers=workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=persistent and workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
-        drop_last=drop_last,
         collate_fn=collate_fn or default_collate,
         prefetch_factor=4 if workers > 0 else None,
     )

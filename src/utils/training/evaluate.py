@@ -45,7 +45,8 @@ def split_dataset(
 ):
     """One manifest split (capped) with the run's transform: augmented when ``train``.
 
-    ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``). A run of
+    A training split yields uint8 tensors (see `utils.training.feeding`), the others float32
+    ones. ``cache`` keeps the decoded images in memory (`ManifestDataset`'s ``cache``). A run of
     the ``binary`` task reads its ``id,landmark_id,path,label`` manifests (labels 0/1).
 
     An unreadable image is replaced by the next readable row when ``train``, and dropped
@@ -58,8 +59,8 @@ def split_dataset(
         frame = read_manifests(config["manifest_dir"]).split(split)
     frame = cap(frame, config["max_images"], config["seed"])
     size, pipeline = config["image_size"], config["pipeline"]
-    if train:
-        transform = train_transform(size, pipeline, seed=config["seed"])
+    if train:  # uint8 tensors, normalised on the device (`utils.data.augment.normalize_batch`)
+        transform = train_transform(size, pipeline, seed=config["seed"], normalize=False)
     else:
         transform = eval_transform(size, pipeline)
     side = decode_side(size, pipeline, train=train)

@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from utils.data.augment import normalize_batch
 from utils.data.datasets import ClassMap, make_loader
 from utils.data.manifests import read_binary_split, read_manifests
 from utils.models import build_model, canonical_name
@@ -58,6 +59,7 @@ from utils.training.evaluate import (
     summarize,
     summarize_binary,
 )
+from utils.training.feeding import resolve_workers, training_loader
 from utils.training.tracking import WANDB_MODES, MetricsLog, start_wandb
 
 TASKS = ("landmark", "binary")
@@ -89,7 +91,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear lr warm-up over this many epochs (fractions allowed)
     label_smoothing: float = 0.0  # cross-entropy label smoothing of training, in [0, 1)
     max_images: int = 0  # cap on the images of each split (0: all)
-    workers: int = 2  # data loader processes
+    workers: int = -1  # data loader processes; -1: chosen for the device (`resolve_workers`)
     cache: bool = False  # keep decoded train/val images in memory (`ManifestDataset` cache)
     threads: int = 0  # torch CPU threads of the training process (0: torch's default)
     bn_recalibration: int = 0  # batches to recompute BN statistics before validation (0: off)
@@ -127,7 +129,9 @@ class TrainConfig:
                 f"scheduler: cosine or none, not {self.scheduler}",
             ),
             (self.wandb_mode in WANDB_MODES, f"wandb_mode: one of {WANDB_MODES}"),
-            (self.max_images >= 0 and self.workers >= 0, "max_images and workers must be >= 0"),
+            (self.max_images >= 0, f"max_images must be >= 0, not {self.max_images}"),
+            (self.workers >= -1, f"workers must be >= 0, or -1 to choose, not {self.workers}"),
+            (self.seed >= 0, f"seed must be >= 0, not {self.seed}"),
             (
                 0 <= self.warmup_epochs <= self.epochs,
                 f"warmup_epochs must be in [0, epochs], not {self.warmup_epochs}",
@@ -253,7 +257,7 @@ def recalibrate_batchnorm(model: nn.Module, batches, device: torch.device | None
     count = 0
     for batch in batches:
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        model(images.to(device) if device is not None else images)
+        model(normalize_batch(images.to(device) if device is not None else images))
         count += 1
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
@@ -317,6 +321,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    workers = resolve_workers(cfg.workers, device, cfg.cache, world)
     dtype = autocast_dtype(device, cfg.amp, cfg.precision, canonical_name(cfg.model))
     use_amp = dtype is not None
     memory = torch.channels_last if cfg.channels_last else None
@@ -385,29 +390,25 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         if world > 1
         else model
     )
-    val_loader = split_loader(val_set, cfg.batch_size, cfg.workers, cfg.seed)
+    val_loader = split_loader(val_set, cfg.batch_size, workers, cfg.seed)
+    loader, batches = training_loader(  # one for the run: batches are drawn from (seed, epoch)
+        train_set,
+        cfg.batch_size,
+        workers,
+        seed=cfg.seed * 1000 + 100_000 * rank,
+        sampler=sampler,
+        drop_last=per_rank % cfg.batch_size == 1,  # no batch of 1 for BatchNorm
+    )
     end = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start + cfg.stop_after)
 
     for epoch in range(start, end):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        seed = cfg.seed * 1000 + epoch + 100_000 * rank
-        loader = make_loader(
-            train_set,
-            cfg.batch_size,
-            shuffle=sampler is None,
-            workers=cfg.workers,
-            seed=seed,
-            sampler=sampler,
-            drop_last=per_rank % cfg.batch_size == 1,
-            persistent=False,  # a new loader each epoch: its seed is (seed, epoch)
-        )  # no batch of 1 for BN
+        batches.set_epoch(epoch)
         net.train()
         tic, seen, loss_sum, hits, lr_sum = time.perf_counter(), 0, 0.0, 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and lead))
         for images, labels in bar:
-            images = images.to(
-                device, non_blocking=True, memory_format=memory or torch.preserve_format
+            images = normalize_batch(  # uint8 from the loader: a quarter of the bytes
+                images.to(device, non_blocking=True, memory_format=memory or torch.preserve_format)
             )
             labels = labels.to(device, non_blocking=True)
             lr_sum += optimizer.param_groups[0]["lr"]
@@ -425,7 +426,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
                 train_set,
                 cfg.batch_size,
                 shuffle=True,
-                workers=cfg.workers,
+                workers=workers,
                 seed=cfg.seed * 1000 + epoch,
                 drop_last=True,
                 persistent=False,
