@@ -184,4 +184,7 @@ def test_results_md_is_filled_from_the_run(tiny_run):
     detectors = json.loads((tiny_run / "07_ood" / "detectors.json").read_text())
     for name, report in (("mobilenet", "0.89 / 0.85 / 0.95"), ("odin", "0.54 / 0.54 / 0.55")):
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
-        assert f"| {detectors[name]['auroc']:.3f} | {report} |" in row
+        kinds = [detectors[name][f"auroc_{kind}_landmarks"] for kind in ("known", "other")]
+        cell = " / ".join("—" if v is None else f"{v:.3f}" for v in kinds)
+        assert f"| {detectors[name]['auroc']:.3f} | {cell} | {report} |" in row
+        assert detectors[name]["known_landmarks"] > 0  # the tiny run's classifier knows some

@@ -289,3 +289,19 @@ def test_07_val_and_test_hold_no_image_the_classifier_was_trained_on(tiny_run, t
     for split in ("val", "test"):
         frame = ood_data.read_split(tiny_run / "07_ood" / "manifests", split)
         assert not set(frame["id"]) & trained, split
+
+
+def test_auroc_per_kind_of_landmark_photo():
+    # non-landmarks score 0.5; known landmarks above them, the other landmarks below
+    scores = np.array([0.9, 0.8, 0.1, 0.2, 0.5, 0.5, 0.5])
+    labels = np.array([1, 1, 1, 1, 0, 0, 0])
+    known = np.array([True, True, False, False, False, False, False])
+    kinds = ood_eval.auroc_by_landmark_kind(scores, labels, known)
+    assert kinds == {
+        "auroc_known_landmarks": 1.0,
+        "known_landmarks": 2,
+        "auroc_other_landmarks": 0.0,
+        "other_landmarks": 2,
+    }
+    none_other = ood_eval.auroc_by_landmark_kind(scores, labels, labels.astype(bool))
+    assert none_other["auroc_other_landmarks"] is None and none_other["other_landmarks"] == 0

@@ -66,7 +66,10 @@ def table3_rows(run: Path) -> list[list[str]]:
 
 
 def table4_rows(run: Path) -> list[list[str]]:
-    """``[detector, accuracy, precision, recall, AUROC, report's acc/prec/rec]`` per detector."""
+    """A row per detector: accuracy, precision, recall, AUROC, AUROC per landmark kind, report.
+
+    The kinds are `utils.ood.evaluate.auroc_by_landmark_kind`'s (known / other landmarks).
+    """
     folder = _folder(run, "07")
     detectors = _read(folder / "detectors.json") if folder else None
     rows = []
@@ -76,6 +79,9 @@ def table4_rows(run: Path) -> list[list[str]]:
             [
                 name,
                 *(_fmt(values.get(key)) for key in ("accuracy", "precision", "recall", "auroc")),
+                " / ".join(
+                    _fmt(values.get(f"auroc_{kind}_landmarks")) for kind in ("known", "other")
+                ),
                 " / ".join(f"{v:.2f}" for v in report) if report else DASH,
             ]
         )
@@ -97,7 +103,8 @@ def render(run: Path) -> str:
     lines += _table(header, [[*r, DASH] for r in rows]) if rows else ["Not measured in this run."]
     lines += ["", "## Table 4: non-landmark detection (test split)", ""]
     rows = table4_rows(run)
-    header = ["detector", "accuracy", "precision", "recall", "AUROC", "report: acc / prec / rec"]
+    header = ["detector", "accuracy", "precision", "recall", "AUROC"]
+    header += ["AUROC: known / other landmarks", "report: acc / prec / rec"]
     lines += _table(header, rows) if rows else ["Notebook 07 did not run in this run."]
     folder = _folder(run, "08")
     report = _read(folder / "submission_report.json") if folder else None

@@ -198,6 +198,11 @@ def build_split(
     return frame
 
 
+def trained_classes(checkpoint_path: str | Path) -> set[int]:
+    """Landmark ids a checkpoint's classifier knows (its classes)."""
+    return {int(i) for i in load(checkpoint_path)["class_ids"]}
+
+
 def trained_ids(checkpoint_path: str | Path) -> set[str]:
     """Ids of the train split a checkpoint was trained on (empty when its manifests are gone).
 

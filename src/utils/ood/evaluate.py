@@ -109,19 +109,42 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     }
 
 
+def auroc_by_landmark_kind(scores: np.ndarray, labels: np.ndarray, known: np.ndarray) -> dict:
+    """Per kind of landmark photo (of a known class or not), its AUROC against all non-landmarks.
+
+    ``known``: ``(N,)`` bool, a landmark photo of a class the detector's classifier was trained
+    on. A detector built on a classifier (ODIN) can only tell a class it knows from the rest;
+    this shows how much of its error comes from landmarks it was never taught. A side with no
+    photos gets None.
+    """
+    labels, known = np.asarray(labels).astype(bool), np.asarray(known).astype(bool)
+    out = {}
+    for key, side in (("known", labels & known), ("other", labels & ~known)):
+        rows = side | ~labels
+        usable = side.any() and (~labels).any()
+        out[f"auroc_{key}_landmarks"] = auroc(scores[rows], labels[rows]) if usable else None
+        out[f"{key}_landmarks"] = int(side.sum())
+    return out
+
+
 def evaluate(
-    detectors: Mapping[str, Detector], batches: Mapping[str, object], labels: np.ndarray
+    detectors: Mapping[str, Detector],
+    batches: Mapping[str, object],
+    labels: np.ndarray,
+    known: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """Metrics of each detector on the test split, and its scores.
 
     ``batches[name]``: what detector ``name`` scores (the prepared images, or embeddings), all
-    for the same test rows; ``labels``: 1 for a landmark.
+    for the same test rows; ``labels``: 1 for a landmark. With ``known`` (see
+    `auroc_by_landmark_kind`) each result also has the AUROC per kind of landmark photo.
     """
     results, scores = {}, {}
     for name, detector in detectors.items():
         scores[name] = detector.score(batches[name])
         results[name] = {
             **detection_metrics(scores[name], labels, detector.threshold),
+            **(auroc_by_landmark_kind(scores[name], labels, known) if known is not None else {}),
             **detector.describe(),
         }
     return results, scores
