@@ -2,9 +2,10 @@
 
 Per image at 224 px, one core of the team's CPU (measured, 2026-11-30): decoding a mini-dataset
 JPEG at reduced scale 1.0 ms, pipeline 2 in uint8 0.44 ms (1.16 ms with ``Normalize`` and the
-float tensor), collating 0.15 ms (0.43 ms as float32). So one worker makes about 600 images/s
-from the memory cache and 400 from files, and a GPU that trains ResNet-50 at 2,300 images/s
-needs several workers: two, the former default, cap the run at 500-700 images/s.
+float tensor), collating 0.15 ms (0.43 ms as float32). With 2 workers on 2 cores this loader
+delivers about 1,400 images/s from files and 2,400 from the memory cache, the former one (float
+batches, new workers each epoch) 800 and 1,100 (`python -m utils bench feed`). A GPU that trains
+ResNet-50 at 2,300 images/s therefore needs several workers, not the former default of 2.
 
 `training_loader` ships uint8 batches (normalised on the device by
 `utils.data.augment.normalize_batch`), draws `SeededBatches` so that augmentation depends on
