@@ -19,7 +19,10 @@ python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implement
 present="attrs certifi charset_normalizer click contourpy cycler fonttools idna iniconfig
 kiwisolver matplotlib numpy packaging pandas pillow pluggy psutil pygments pyparsing pytest
 python_dateutil pyyaml requests scipy seaborn six tqdm typing_extensions urllib3 tzdata"
-for name in $present; do rm -f "$extra/${name}"-[0-9]*.whl; done
+for wheel in "$extra"/*.whl; do  # wheel names differ in case and - or _ (PyYAML, pyyaml)
+    name=$(basename "$wheel" | cut -d- -f1 | tr 'A-Z-' 'a-z_')
+    if grep -qw -- "$name" <<<"$present"; then rm -f "$wheel"; fi
+done
 mv "$extra"/*.whl .whl/
 rmdir "$extra"
 ls -1 .whl | wc -l; du -sh .whl

@@ -18,6 +18,11 @@ def tiny_train_set(tiny_root, tiny_manifest) -> ManifestDataset:
     return ManifestDataset(split.train, tiny_root, cmap, transform, min_side=54)
 
 
+def indices(batch) -> list[int]:
+    """A `SeededBatches` batch's indices: the first key carries the batch seed."""
+    return [batch[0][1], *batch[1:]]
+
+
 def epochs_of(loader, batches, epochs) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     out = []
     for epoch in epochs:
@@ -33,12 +38,14 @@ def test_batches_cover_the_items_once_per_epoch_in_an_order_drawn_from_seed_and_
         batches.set_epoch(epoch)
         drawn = list(batches)
         assert [len(b) for b in drawn] == [4, 4, 2] and len(batches) == 3
-        assert sorted(index for batch in drawn for _, index in batch) == list(range(10))
-        assert all(len({seed for seed, _ in batch}) == 1 for batch in drawn)  # one seed a batch
-        orders.append([index for batch in drawn for _, index in batch])
+        assert sorted(i for batch in drawn for i in indices(batch)) == list(range(10))
+        # each batch opens with its seed, the other keys are plain indices
+        assert all(not any(isinstance(k, tuple) for k in batch[1:]) for batch in drawn)
+        assert len({batch[0][0] for batch in drawn}) == 3
+        orders.append([i for batch in drawn for i in indices(batch)])
     assert orders[0] != orders[1]
     batches.set_epoch(0)
-    assert [index for batch in batches for _, index in batch] == orders[0]
+    assert [i for batch in batches for i in indices(batch)] == orders[0]
     assert len(SeededBatches(10, 4, seed=7, drop_last=True)) == 2
     assert batch_seed(7, 0, 0) != batch_seed(7, 0, 1) != batch_seed(7, 1, 0)
 
@@ -48,7 +55,7 @@ def test_a_distributed_sampler_gets_the_epoch_through_the_batches():
     batches = SeededBatches(10, 2, seed=1, sampler=sampler)
     batches.set_epoch(3)
     assert sampler.epoch == 3 and len(batches) == 3
-    assert [index for batch in batches for _, index in batch] == list(sampler)
+    assert [i for batch in batches for i in indices(batch)] == list(sampler)
 
 
 @pytest.mark.slow
@@ -68,6 +75,14 @@ def test_augmentation_depends_on_the_batch_not_on_workers_or_persistence(tiny_ro
     first, second = runs[0]
     assert first[0][0].dtype == torch.uint8 and first[0][0].shape == (8, 3, 48, 48)
     assert not torch.equal(first[0][0], second[0][0])  # each epoch draws anew
+
+
+def test_a_batch_is_reseeded_even_when_drawn_twice_in_a_row(tiny_root, tiny_manifest):
+    data = tiny_train_set(tiny_root, tiny_manifest)
+    loader, batches = training_loader(data, len(data), 0, seed=5)  # one batch an epoch
+    batches.set_epoch(0)
+    (first, _), (again, _) = next(iter(loader)), next(iter(loader))
+    assert torch.equal(first, again)
 
 
 def test_normalising_on_the_device_matches_the_pipelines(rgb):
@@ -97,3 +112,4 @@ def test_workers_chosen_for_the_device():
     assert resolve_workers(-1, cuda, cache=False, cores=1) == 1
     assert resolve_workers(-1, cpu, cache=True, cores=2) == 0  # the cores train instead
     assert resolve_workers(-1, cpu, cache=False, cores=2) == 2
+    assert resolve_workers(-1, cpu, cache=False, cores=2, world=2) == 1  # gloo DDP shares them

@@ -109,6 +109,8 @@ def end_to_end_rate(
     data.fill_cache()  # a no-op without the cache
     workers = resolve_workers(workers, device, cache)
     loader, batches = training_loader(data, batch, workers, seed=0, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{manifest_dir}: the train split has {len(data)} images, under a batch")
     step = _prepare(name, len(classes), device, precision, channels_last)
     epoch, stream = 0, iter(loader)
 

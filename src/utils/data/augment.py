@@ -67,7 +67,7 @@ def _colour_and_blur() -> list:
 
 
 def _finish(pipeline: int, normalize: bool) -> list:
-    """``Normalize`` then ``ToTensorV2``, or only ``ToTensorV2`` (uint8; `normalize_batch` later)."""
+    """``Normalize`` and ``ToTensorV2``, or ``ToTensorV2`` alone (uint8, `normalize_batch`)."""
     return [_normalize(pipeline), ToTensorV2()] if normalize else [ToTensorV2()]
 
 

@@ -136,7 +136,6 @@ class ManifestDataset(Dataset):
             self.paths = [image_path(data_root, i, split) for i in self.ids]
         self.transform, self.min_side = transform, min_side
         self.on_broken, self.broken = on_broken, set()
-        self._batch_seed: int | None = None
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         if check_files:
             missing = [(i, p) for i, p in zip(self.ids, self.paths, strict=True) if not p.is_file()]
@@ -175,16 +174,15 @@ class ManifestDataset(Dataset):
         return len(self.cache)
 
     def __getitem__(self, key: int | tuple[int, int]):
-        """Item ``key``: a row index, or ``(batch_seed, index)`` from `SeededBatches`.
+        """Item ``key``: a row index, or ``(batch_seed, index)`` opening a `SeededBatches` batch.
 
-        A batch seed different from the last one seen reseeds the transform first, so the
-        item's augmentation depends on its batch, not on which worker made it.
+        A batch seed reseeds the transform first, so the batch's augmentations depend on the
+        batch, not on which worker made it or what it made before.
         """
         if isinstance(key, tuple):
             seed, index = key
-            if seed != self._batch_seed and hasattr(self.transform, "set_random_seed"):
+            if hasattr(self.transform, "set_random_seed"):
                 self.transform.set_random_seed(seed)
-                self._batch_seed = seed
         else:
             index = key
         for offset in range(len(self.ids)):
@@ -254,7 +252,7 @@ class FolderDataset(Dataset):
 
 
 def drop_broken_collate(batch: list):
-    """``default_collate`` of the readable items (``None`` marks a dropped one); ``None`` if none."""
+    """``default_collate`` of the readable items (``None`` marks a dropped one), or ``None``."""
     kept = [item for item in batch if item is not None]
     return default_collate(kept) if kept else None
 

@@ -19,8 +19,6 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from urllib.parse import unquote
 

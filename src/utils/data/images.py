@@ -20,9 +20,7 @@ counted and reported at the end instead of ending the run.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field

@@ -4,14 +4,15 @@ Per image at 224 px, one core of the team's CPU (measured, 2026-11-30): decoding
 JPEG at reduced scale 1.0 ms, pipeline 2 in uint8 0.44 ms (1.16 ms with ``Normalize`` and the
 float tensor), collating 0.15 ms (0.43 ms as float32). With 2 workers on 2 cores this loader
 delivers about 1,400 images/s from files and 2,400 from the memory cache, the former one (float
-batches, new workers each epoch) 800 and 1,100 (`python -m utils bench feed`). A GPU that trains
-ResNet-50 at 2,300 images/s therefore needs several workers, not the former default of 2.
+batches, new workers each epoch) 800 and 1,100 (`python -m utils bench feed`). An H200 steps
+ResNet-50 at 224 px at about 2,300 images/s (AMP, channels_last, batch 64; issue 9's
+measurement), so it needs several workers, not the former default of 2.
 
 `training_loader` ships uint8 batches (normalised on the device by
 `utils.data.augment.normalize_batch`), draws `SeededBatches` so that augmentation depends on
 the batch and not on the worker, and keeps its workers for the whole run. A fresh start each
 epoch (fork the workers, wait for a first batch) took 0.24 s on the team's CPU for the mini
-dataset's 1,088-image epoch, which a GPU stepping at 2,300 images/s gets through in 0.47 s.
+dataset's 1,088-image epoch, which that H200 steps through in 0.47 s.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ def resolve_workers(
 
     Chosen: on CUDA, the cores left after one per training process, shared among the
     ``world`` processes (at most `MAX_WORKERS` each); on the CPU, none with the memory cache
-    (the training threads use the cores better than workers would) and 2 without it.
+    (the training threads use the cores better than workers would) and otherwise 2, or fewer
+    when the ``world`` processes would not have a core each for them.
     """
     if workers >= 0:
         return workers
     cores = cores or available_cores()
     if device.type == "cuda":
         return max(1, min(MAX_WORKERS, (cores - world) // world))
-    return 0 if cache else min(2, cores)
+    return 0 if cache else min(2, cores // world)
 
 
 def training_loader(

@@ -426,7 +426,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
                 train_set,
                 cfg.batch_size,
                 shuffle=True,
-                workers=workers,
+                workers=min(workers, 2),  # a few batches: not a second full set of workers
                 seed=cfg.seed * 1000 + epoch,
                 drop_last=True,
                 persistent=False,
