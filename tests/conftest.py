@@ -18,6 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def train_config(tiny_root, tiny_manifest, out, **overrides):
+    """A `TrainConfig` for the tiny profile: MobileNetV2, 32 px, one epoch, no workers, no W&B."""
+    from utils.training.train import TrainConfig
+
+    base = dict(
+        data_root=str(tiny_root),
+        manifest_dir=str(tiny_manifest),
+        output_dir=str(out),
+        model="mobilenet_v2",
+        image_size=32,
+        epochs=1,
+        batch_size=16,
+        workers=0,
+        wandb_mode="disabled",
+        seed=3,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """The tiny profile of the mini dataset, generated once per test session."""

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, TINY_OVERRIDES, free_port
+from conftest import REPO, TINY_OVERRIDES, free_port, train_config
 from utils import pipeline
 from utils.data.manifests import read_manifests
 from utils.models import build_model
 from utils.models.delf import Delf
 from utils.training import train
-from utils.training.train import TrainConfig
 
 pytestmark = [
     pytest.mark.gpu,
@@ -27,21 +26,11 @@ pytestmark = [
 ]
 
 
-def tiny_config(root, manifest, out, **changes) -> TrainConfig:
-    fields = dict(
-        data_root=str(root),
-        manifest_dir=str(manifest),
-        output_dir=str(out),
-        model="resnet50",
-        image_size=64,
-        epochs=4,
-        batch_size=8,
-        lr=2e-3,
-        warmup_epochs=1.0,
-        device="cuda",
-        wandb_mode="disabled",
-    )
-    return TrainConfig(**{**fields, **changes})
+def tiny_config(root, manifest, out, **changes):
+    """`train_config` for a few epochs of a real backbone on the GPU, workers as chosen there."""
+    gpu = dict(model="resnet50", image_size=64, epochs=4, batch_size=8, lr=2e-3)
+    gpu.update(warmup_epochs=1.0, device="cuda", workers=-1)
+    return train_config(root, manifest, out, **{**gpu, **changes})
 
 
 @pytest.mark.parametrize("model", ["resnet50", "efficientnet-b2"])

@@ -11,26 +11,11 @@ import pytest
 import torch
 
 from conftest import free_port
+from conftest import train_config as config
 from utils.data.datasets import ClassMap, ManifestDataset, make_loader
 from utils.models import build_model
 from utils.training import checkpoint, devices, evaluate, train
 from utils.training.train import TrainConfig
-
-
-def config(tiny_root, tiny_manifest, out, **overrides) -> TrainConfig:
-    base = dict(
-        data_root=str(tiny_root),
-        manifest_dir=str(tiny_manifest),
-        output_dir=str(out),
-        model="mobilenet_v2",
-        image_size=32,
-        epochs=1,
-        batch_size=16,
-        workers=0,
-        wandb_mode="disabled",
-        seed=3,
-    )
-    return TrainConfig(**{**base, **overrides})
 
 
 @pytest.mark.slow
