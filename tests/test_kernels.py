@@ -124,7 +124,7 @@ def test_kernel_metadata(folder):
         "04": ["02"],
         "05": ["02", "04"],
         "06": ["02", "03"],
-        "07": ["03"],
+        "07": ["04"],
         "08": ["02", "06", "07"],
     }[number]
     stems = {nb.name[:2]: nb.stem for nb in NOTEBOOKS}

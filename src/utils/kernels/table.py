@@ -91,12 +91,12 @@ TABLE: dict[str, KernelSpec] = {
     "04": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 260}),
     "05": KernelSpec(gpu=True, parameters=AFTER_04),
     "06": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 256, "RUN_DIR": Mount("03")}),
-    # 07 reads 03's classifier (ODIN, matching) and trains its binary classifier on a T4
+    # 07 reads 04's classifier (ODIN, matching) and trains its binary classifier on a T4
     "07": KernelSpec(
         gpu=True,
         parameters={
-            "RUN_DIR": Mount("03"),
-            "CHECKPOINT": Output("03", "best.pt"),
+            "RUN_DIR": Mount("04"),
+            "CHECKPOINT": Output("04", "best.pt"),
             "IMAGE_SIZE": 224,
             "EPOCHS": 10,
             "CACHE": False,
