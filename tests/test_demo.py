@@ -100,6 +100,16 @@ def test_top_three_confidences_follow_the_answer_rule():
     assert top_confidences(result, calibration) == [("a", 0.8), ("b", 0.75), ("c", 0.2)]
 
 
+def test_drawings_are_written_once_by_content_and_in_one_piece(tmp_path):
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :30] = (255, 0, 0)  # red left half
+    first = app.save_drawing(image, tmp_path)
+    assert app.save_drawing(image.copy(), tmp_path) == first  # same content, same file
+    back = np.asarray(Image.open(first).convert("RGB"), np.int16)
+    assert back.shape == (40, 60, 3) and np.abs(back - image).mean() < 8
+    assert [p.name for p in tmp_path.iterdir()] == [Path(first).name]  # no partial file left
+
+
 def test_draw_matches_draws_a_line_per_inlier():
     query, other = textured(0, (200, 300)), textured(1, (400, 200))
     pairs = np.array([[10, 20, 30, 40], [250, 150, 100, 300]], np.float32)

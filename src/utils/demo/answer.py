@@ -19,6 +19,7 @@ and the limit it broke: empty, not an image, more than ``max_pixels`` or a side 
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -151,6 +152,7 @@ class Demo:
         detectors: name -> a detector with ``score([image])`` and ``threshold``.
         gate: the name of the detector whose verdict decides with the recognizer's, or None.
         max_pixels, min_side: the upload limits (`read_upload`).
+        drawings: the folder the page writes drawn images to (`drawing_folder`).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Demo:
         gate: str | None = None,
         max_pixels: int = MAX_PIXELS,
         min_side: int = MIN_SIDE,
+        drawings: Path | None = None,
     ):
         detectors = dict(detectors or {})
         if gate is not None and gate not in detectors:
@@ -170,6 +173,14 @@ class Demo:
         self.recognizer, self.photos = recognizer, [Path(p).resolve() for p in photos]
         self.detectors, self.gate = detectors, gate
         self.max_pixels, self.min_side = max_pixels, min_side
+        self.drawings = Path(drawings) if drawings is not None else None
+
+    def drawing_folder(self) -> Path:
+        """The folder for drawn images: ``drawings``, or a temporary one made on the first call."""
+        if self.drawings is None:
+            self.drawings = Path(tempfile.mkdtemp(prefix="landmark-demo-"))
+        self.drawings.mkdir(parents=True, exist_ok=True)
+        return self.drawings
 
     def examples(self, n: int = 6) -> list[tuple[Path, str]]:
         """``(photo, landmark)``: the first gallery photo of the first ``n`` landmarks."""

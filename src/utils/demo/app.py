@@ -10,7 +10,13 @@ api_name="/recognize")`` returns the page's outputs, the last one `Answer.to_dic
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
 
 from utils.demo.answer import Demo, UploadError
 
@@ -29,6 +35,26 @@ def _gradio():
     import gradio
 
     return gradio
+
+
+def save_drawing(image: np.ndarray, folder: Path, name: str = "matches") -> str:
+    """Write an RGB drawing as ``folder/<name>-<content hash>.jpg``, atomically; its path.
+
+    Gradio writes a numpy output into its cache in place, under a name made from its content,
+    so two identical answers at once (two people clicking the same example) could send one of
+    them a half-written file. A file path is copied into that cache under a temporary name and
+    renamed, so the page returns paths written the same way.
+    """
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the {name} drawing {image.shape}")
+    path = Path(folder) / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}.jpg"
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        partial.write_bytes(data.tobytes())
+        partial.replace(path)
+    return str(path)
 
 
 def respond(demo: Demo, path: str | None) -> tuple:
@@ -54,7 +80,10 @@ def respond(demo: Demo, path: str | None) -> tuple:
         for k, r in enumerate(answer.retrieved, 1)
     ]
     text = f"**{answer.summary}**  \n{answer.file}, answered in {answer.seconds:.2f} s"
-    return path, text, dict(answer.top3) or None, rows, photos, answer.matches, answer.to_dict()
+    matches = (
+        save_drawing(answer.matches, demo.drawing_folder()) if answer.matches is not None else None
+    )
+    return path, text, dict(answer.top3) or None, rows, photos, matches, answer.to_dict()
 
 
 def build_app(demo: Demo, source: str = "", examples: int = 6):
@@ -111,6 +140,7 @@ def launch(
     gr = _gradio()
     blocks.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     roots = [os.path.commonpath([str(p.parent) for p in demo.photos])]  # served photos
+    roots.append(str(demo.drawing_folder()))  # and the drawn matches (`save_drawing`)
     return blocks.launch(
         server_name=host,
         server_port=port,
