@@ -16,17 +16,23 @@ CLI: ``python -m utils resize --src DIR --dst DIR --short-side 384 [--workers N]
 
 Batch code uses `iter_images` with a `BadFiles` log so that one broken file is skipped,
 counted and reported at the end instead of ending the run.
+
+Writing: `encode_jpeg` (RGB array to JPEG bytes) and `write_atomic` (a file that readers never
+see half-written), for the resized copies and the demo's drawings.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -139,6 +145,28 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as err:
         # Pillow reports truncated data as OSError and broken headers as SyntaxError.
         raise ImageLoadError(path, f"{type(err).__name__}: {err}") from err
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """RGB uint8 ``(H, W, 3)`` -> JPEG bytes (OpenCV); ValueError when it cannot encode."""
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the image {image.shape}")
+    return data.tobytes()
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through ``.<name>.<pid>.<thread>.part`` and a rename.
+
+    A reader never sees a half-written file, an interrupted write leaves only the ``.part``
+    file, and writers of one path in several processes or threads never share a partial file.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return path
 
 
 @cache

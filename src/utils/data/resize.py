@@ -21,7 +21,14 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from utils.data.images import BadFiles, ImageLoadError, image_files, load_image
+from utils.data.images import (
+    BadFiles,
+    ImageLoadError,
+    encode_jpeg,
+    image_files,
+    load_image,
+    write_atomic,
+)
 
 BROKEN_REPORT = "resize_broken.csv"
 
@@ -64,16 +71,12 @@ def resize_one(task: tuple[str, str, int, int]) -> tuple[str, str | None]:
         image = shrink(load_image(src, min_side=short_side), short_side)
     except ImageLoadError as err:
         return src, err.reason
-    out = Path(dst)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(
-        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
+    try:
+        data = encode_jpeg(image, quality)
+    except ValueError:
         return src, "OpenCV could not encode the resized image"
-    partial = out.with_name(f".{out.name}.{os.getpid()}.part")
-    partial.write_bytes(data.tobytes())
-    partial.replace(out)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dst, data)
     return src, None
 
 

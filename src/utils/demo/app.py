@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from utils.data.images import encode_jpeg, write_atomic
 from utils.demo.answer import Demo, UploadError
 
 TITLE = "Landmark recognition"
@@ -45,15 +44,10 @@ def save_drawing(image: np.ndarray, folder: Path, name: str = "matches") -> str:
     them a half-written file. A file path is copied into that cache under a temporary name and
     renamed, so the page returns paths written the same way.
     """
-    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise ValueError(f"OpenCV could not encode the {name} drawing {image.shape}")
+    data = encode_jpeg(image, 90)
     path = Path(folder) / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}.jpg"
     if not path.exists():
-        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        partial.write_bytes(data.tobytes())
-        partial.replace(path)
+        write_atomic(path, data)
     return str(path)
 
 
