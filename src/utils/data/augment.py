@@ -24,6 +24,7 @@ is set; this module sets it (offline machines would otherwise wait on the networ
 
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -126,9 +127,19 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """
     if images.is_floating_point():
         return images
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    mean, std = _pixel_statistics(images.device)
     return (images.float() - mean) / std
+
+
+@functools.cache
+def _pixel_statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``255 mean`` and ``255 std`` as ``(1, 3, 1, 1)`` tensors on ``device``.
+
+    Made once per device: not copied to the GPU (a synchronising copy) at every training step.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+    return mean, std
 
 
 def eval_transform(size: int, pipeline: int = 2) -> A.Compose:

@@ -73,6 +73,4 @@ class SeededBatches(Sampler[list[int | tuple[int, int]]]):
 
     def __len__(self) -> int:
         count = len(self.sampler) if self.sampler is not None else self.size
-        if self.drop_last:
-            return count // self.batch_size
-        return -(-count // self.batch_size)
+        return len(BatchSampler(range(count), self.batch_size, self.drop_last))
