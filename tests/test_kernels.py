@@ -8,8 +8,8 @@ before its first request, so a valid kernel fails only with a connection error o
 """
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
