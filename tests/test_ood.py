@@ -258,7 +258,7 @@ def test_recognize_files_gives_a_rejected_photo_an_empty_row(tmp_path):
 def test_07_measures_every_detector_and_saves_the_chosen_one(tiny_run):
     out = tiny_run / "07_ood"
     results = json.loads((out / "detectors.json").read_text())
-    assert set(results) == {"mobilenet", "odin", "matching", "matching_glr"}
+    assert set(results) == {"mobilenet", "odin", "matching", "matching_glr", "imagenet"}
     for name, values in results.items():
         assert math.isfinite(values["auroc"]), name
         assert values["tp"] + values["fp"] + values["tn"] + values["fn"] == (
@@ -278,7 +278,7 @@ def test_07_read_the_test_split_only_after_every_threshold_was_frozen(tiny_run):
     log = json.loads((tiny_run / "07_ood" / "protocol.json").read_text())["log"]
     frozen = [e["order"] for e in log if e["event"] == "threshold"]
     test_reads = [e["order"] for e in log if e["event"] == "read" and e["split"] == "test"]
-    assert len(frozen) == 4 and len(test_reads) == 1
+    assert len(frozen) == 5 and len(test_reads) == 1
     assert max(frozen) < min(test_reads)
 
 

@@ -17,13 +17,18 @@ A saved detector (`Detector.save`) is one ``torch.save`` file of tensors and pla
 metrics there) and the method's weights (the network's ``config``, ``class_ids`` and ``model``
 state dict; for matching also both embedding databases). It needs nothing else to run, so
 `utils.inference.submit`, ``python -m utils recognize --detector`` and a demo can all load it.
+
+Each subclass joins `KINDS` (its ``method`` -> the class) when it is defined, and a function
+that builds a ready detector with no file joins `BUILT_IN` under a name (`register_builtin`);
+`utils.ood` imports every detector module, so both are full once the package is imported, and
+this base class names none of them.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,8 @@ from utils.training.devices import resolve_device
 FORMAT = "gldv2-non-landmark-detector/1"
 RULES = ("accuracy", "tpr95")
 CLOCK = itertools.count()  # orders threshold freezes and split reads (SealedSplits)
+KINDS: dict[str, type[Detector]] = {}  # method -> detector class, filled by subclassing
+BUILT_IN: dict[str, Callable[[str], Detector]] = {}  # name -> (device -> ready detector)
 
 
 class ThresholdError(RuntimeError):
@@ -71,6 +78,15 @@ class Detector:
     """Base class: preparation of images, the threshold, saving. Subclasses define `_score`."""
 
     method = "base"
+
+    def __init_subclass__(cls, **kwargs):
+        """Register a subclass that names its own ``method`` in `KINDS`."""
+        super().__init_subclass__(**kwargs)
+        if "method" in cls.__dict__:
+            known = KINDS.get(cls.method, cls)
+            if (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(f"two detectors named {cls.method!r}: {known} and {cls}")
+            KINDS[cls.method] = cls
 
     def __init__(self, image_size: int, pipeline: int = 2, device: str = "cpu"):
         self.image_size, self.pipeline = int(image_size), int(pipeline)
@@ -126,10 +142,13 @@ class Detector:
 
     def fit_threshold(self, val_scores, val_labels, rule: str = "accuracy") -> float:
         """Choose the threshold on validation scores and freeze it (`choose_threshold`)."""
+        return self.freeze(choose_threshold(val_scores, val_labels, rule), rule)
+
+    def freeze(self, threshold: float, rule: str) -> float:
+        """Set a threshold chosen elsewhere (``rule`` says how) and freeze it."""
         if self.frozen:
             raise ThresholdError(f"{self.method}: the threshold is frozen at {self.threshold}")
-        self.threshold = choose_threshold(val_scores, val_labels, rule)
-        self.rule = rule
+        self.threshold, self.rule = float(threshold), rule
         self.frozen_at = next(CLOCK)
         return self.threshold
 
@@ -177,23 +196,36 @@ def network_state(model: torch.nn.Module, class_ids: Sequence[int], config: dict
     }
 
 
+def register_builtin(name: str):
+    """Decorator: ``function(device) -> frozen detector`` becomes ``load_detector(name)``."""
+
+    def register(function: Callable[[str], Detector]) -> Callable[[str], Detector]:
+        if BUILT_IN.get(name, function) is not function:
+            raise ValueError(f"two built-in detectors named {name!r}")
+        BUILT_IN[name] = function
+        return function
+
+    return register
+
+
 def _restore(detector: Detector, state: dict) -> Detector:
-    detector.threshold, detector.rule = float(state["threshold"]), state["rule"]
+    detector.freeze(state["threshold"], state["rule"])
     detector.params, detector.validation = dict(state["params"]), dict(state["validation"])
-    detector.frozen_at = next(CLOCK)
     return detector
 
 
 def load_detector(path: str | Path, device: str = "cpu") -> Detector:
-    """A detector saved by `Detector.save` (``weights_only=True``), threshold frozen."""
-    from utils.ood.binary import BinaryDetector
-    from utils.ood.matching import MatchingDetector
-    from utils.ood.odin import OdinDetector
+    """A detector saved by `Detector.save` (``weights_only=True``), threshold frozen.
 
+    A string naming a built-in detector (`BUILT_IN`, e.g. ``"imagenet"``) returns it without
+    any file; write a file of that name as a path (``Path("imagenet")``, ``"./imagenet.pt"``).
+    """
+    if isinstance(path, str) and path in BUILT_IN:
+        return BUILT_IN[path](device)
     state = checkpoint.load(path)
     if state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a non-landmark detector ({FORMAT})")
-    kinds = {cls.method: cls for cls in (BinaryDetector, OdinDetector, MatchingDetector)}
-    if state["method"] not in kinds:
-        raise ValueError(f"{path}: unknown detector method {state['method']!r}")
-    return _restore(kinds[state["method"]].from_state(state, device), state)
+    if state["method"] not in KINDS:
+        known = ", ".join(sorted(KINDS))
+        raise ValueError(f"{path}: unknown detector method {state['method']!r} (known: {known})")
+    return _restore(KINDS[state["method"]].from_state(state, device), state)

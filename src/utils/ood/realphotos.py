@@ -1,6 +1,7 @@
 """Landmark vs non-landmark on the real photos, with no network trained on them.
 
 ``python -m utils nonlandmark --photos ../shared/real-photos --part tune|check [--ks 0,1,3,5]``
+``python -m utils nonlandmark --imagenet --part tune|check [--stress night|far]``
 
 Runs the three-fold protocol of `utils.retrieval.realphotos` (RootSIFT, RANSAC, the
 recognizer's calibrated evidence) on one part and scores every query of a gallery landmark
@@ -13,18 +14,25 @@ left out (no detector built on the gallery can know them). Scores, higher means 
   non-landmark penalisation with local verification in place of cosines; ``K = 0``: none).
 
 Choose the score on ``tune`` (`choose`), report it on ``check``.
+
+``--imagenet`` scores every photo of the part instead (no gallery: landmark photos positive,
+``non_landmark`` negative) with `utils.ood.imagenet`'s built-in detector, optionally altered
+by `utils.retrieval.realphotos.stress`: AUROC (bootstrap 95% interval), FPR at 95% TPR with its
+count (Wilson interval) and the rates accepted at the detector's own threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from utils.data.gldv2 import read_csv_checked
+from utils.data.images import load_image
 from utils.metrics import auroc
 from utils.retrieval import realphotos
 
@@ -80,6 +88,50 @@ def choose(tune: dict) -> str:
     return max(names, key=lambda k: tune[k])
 
 
+def imagenet_scores(
+    photos: str | Path, part: str, alteration: str | None = None, detector=None
+) -> pd.DataFrame:
+    """``file``, ``landmark`` (bool), ``score`` of every photo of ``part`` (module docstring)."""
+    from utils.ood.imagenet import default_detector
+
+    photos = Path(photos)
+    detector = detector or default_detector()
+    manifest = read_csv_checked(photos / "manifest.csv", ("file", "label"))
+    frame = realphotos.select_part(manifest[["file", "label"]], part).reset_index(drop=True)
+    images = [realphotos.stress(load_image(photos / f), alteration) for f in frame["file"]]
+    return pd.DataFrame(
+        {
+            "file": frame["file"],
+            "landmark": (frame["label"] != realphotos.NONE).to_numpy(),
+            "score": detector.score(images),
+        }
+    )
+
+
+def detection_summary(table: pd.DataFrame, threshold: float) -> dict:
+    """AUROC, FPR at 95% TPR and the accepted rates at ``threshold``, counts and intervals."""
+    positive, score = table["landmark"].to_numpy(bool), table["score"].to_numpy(np.float64)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    ranked = np.sort(score[positive])
+    at_95 = ranked[int(np.floor(0.05 * n_pos))] if n_pos else np.inf
+    out = {"landmarks": n_pos, "non_landmarks": n_neg}
+    out["auroc"] = auroc(score, positive)
+    out["auroc_ci"] = list(
+        realphotos.bootstrap_interval(lambda i: auroc(score[i], positive[i]), positive)
+    )
+    counts = {
+        "fpr_at_95_tpr": (int((score[~positive] >= at_95).sum()), n_neg),
+        "accepted_landmarks": (int((score[positive] >= threshold).sum()), n_pos),
+        "accepted_non_landmarks": (int((score[~positive] >= threshold).sum()), n_neg),
+    }
+    for name, (k, n) in counts.items():
+        out[name] = k / n if n else float("nan")
+        out[f"{name}_count"] = [k, n]
+        out[f"{name}_ci"] = list(realphotos.wilson(k, n))
+    out["threshold"] = float(threshold)
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     """Options of the command."""
     p = argparse.ArgumentParser(
@@ -93,6 +145,12 @@ def parser() -> argparse.ArgumentParser:
         help="tune, check, or both (choose on tune, report on check)",
     )
     p.add_argument("--ks", default="0,1,3,5", help="non-landmark penalties tried, comma-separated")
+    p.add_argument(
+        "--imagenet", action="store_true", help="score every photo with the ImageNet detector"
+    )
+    p.add_argument(
+        "--stress", choices=("night", "far"), default=None, help="with --imagenet: alter photos"
+    )
     return p
 
 
@@ -101,8 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if realphotos.photos_missing(args.photos):
         return 2
-    ks = [int(k) for k in args.ks.split(",")]
     parts = realphotos.PARTS if args.part == "both" else (args.part,)
+    if args.imagenet:
+        from utils.ood.imagenet import default_detector
+
+        detector = default_detector()
+        out = {
+            part: detection_summary(
+                imagenet_scores(args.photos, part, args.stress, detector), detector.threshold
+            )
+            for part in parts
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    if args.stress:
+        print("error: --stress needs --imagenet", file=sys.stderr)
+        return 2
+    ks = [int(k) for k in args.ks.split(",")]
     out = {part: aurocs(scores(args.photos, part, ks)) for part in parts}
     if args.part == "both":
         chosen = choose(out["tune"])
