@@ -57,7 +57,8 @@ def synthetic(tmp_path_factory):
     """A demo on three textured landmarks, three views each; a new view and a stranger."""
     root = tmp_path_factory.mktemp("demo")
     folder = write_gallery(root)
-    args = parser().parse_args(["--gallery", str(folder), "--cache", str(root / "cache")])
+    options = ["--global", "none", "--landmark-detector", "none"]  # local features of textures
+    args = parser().parse_args(["--gallery", str(folder), "--cache", str(root / "cache"), *options])
     demo, _ = build_demo(args, progress=False)
     known = save_rgb(warp(textured(1), seed=9), root / "queries" / "new_view.jpg")
     stranger = save_rgb(textured(7), root / "queries" / "stranger.jpg")
@@ -132,6 +133,18 @@ def test_answer_recognises_a_new_view_and_rejects_a_stranger(synthetic):
     assert rejected.landmark is None and rejected.summary.startswith("Not a known landmark")
     assert rejected.to_dict()["detectors"][0]["landmark"] is False
     assert "the best landmark's evidence is" in rejected.summary
+
+
+def test_a_landmark_the_gallery_lacks_is_told_apart_from_no_landmark(synthetic):
+    from utils.demo.answer import Verdict, summary
+
+    result = synthetic[0].recognizer.recognize(textured(7))
+    refused = [Verdict("recognizer", False, 0.0, 4.0, True)]
+    says_landmark = [*refused, Verdict("imagenet", True, 0.9, 0.432, False)]
+    says_none = [*refused, Verdict("imagenet", False, 0.1, 0.432, False)]
+    assert summary(None, result, refused, says_landmark).startswith("A landmark, not one I know")
+    assert summary(None, result, refused, says_none).startswith("Not a known landmark")
+    assert summary(None, result, refused, refused).startswith("Not a known landmark")
 
 
 def test_respond_turns_a_bad_file_into_a_message(synthetic, tmp_path):

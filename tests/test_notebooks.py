@@ -137,6 +137,18 @@ def test_training_notebooks_leave_checkpoints_metrics_and_curves(tiny_run, name)
 
 @pytest.mark.notebook
 @pytest.mark.slow
+def test_the_pipeline_repeats_04_as_lite2_fine_tuned_from_imagenet(tiny_run):
+    out = tiny_run / "04_train_effnet-lite2-imagenet"
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "efficientnet-lite2" and config["pretrained"]
+    assert config["epochs"] == TINY_OVERRIDES["EPOCHS"]  # the run's parameters win
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    line = f"| efficientnet-lite2 | ImageNet | 2 | classifier | {metrics['accuracy']:.3f} |"
+    assert line in (tiny_run / "results.md").read_text()
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
 def test_05_reranks_with_the_checkpoint_of_04(tiny_run):
     """The runner's hand-over: 05 finds 04's checkpoint through RUN_DIR."""
     out = tiny_run / "05_delf_rerank"
@@ -177,7 +189,8 @@ def test_results_md_is_filled_from_the_run(tiny_run):
     text = (tiny_run / "results.md").read_text()
     assert text == render(tiny_run)
     resnet = json.loads((tiny_run / "03_train_resnet" / "test_metrics.json").read_text())
-    row = next(line for line in text.splitlines() if line.startswith("| resnet50 | 2 | classifier"))
+    rows = text.splitlines()
+    row = next(line for line in rows if line.startswith("| resnet50 | scratch | 2 | classifier"))
     assert f"| {resnet['accuracy']:.3f} | {resnet['gap']:.3f} |" in row
     assert "re-ranked top-3, RootSIFT" in text and "## Submission" in text
     assert "GAP over the whole test set" in text

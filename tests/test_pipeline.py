@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -53,6 +54,45 @@ def test_runner_passes_declared_parameters_and_writes_outputs(tmp_path, capfd):
     assert (out / "01_write" / "seen.txt").read_text() == "7 /data"
     assert steps[0].executed.is_file() and steps[0].log.is_file()
     assert "without encryption" not in capfd.readouterr().err  # the kernel talks over IPC
+
+
+def test_plan_runs_a_repeat_after_its_notebook_with_its_parameters(tmp_path):
+    notebooks = [tmp_path / "03_a.ipynb", tmp_path / "04_b.ipynb"]
+    repeats = {"04_b": (("-x", {"LR": 0.1}),)}
+    steps = pipeline.plan_steps(notebooks, tmp_path / "run", repeats)
+    assert [(s.notebook.name, s.executed.name, s.output_dir.name) for s in steps] == [
+        ("03_a.ipynb", "03_a.ipynb", "03_a"),
+        ("04_b.ipynb", "04_b.ipynb", "04_b"),
+        ("04_b.ipynb", "04_b-x.ipynb", "04_b-x"),
+    ]
+    assert [s.overrides for s in steps] == [{}, {}, {"LR": 0.1}]
+    assert steps[2].log == tmp_path / "run" / "04_b-x.log"
+
+
+def test_the_repeats_name_notebooks_and_parameters_they_declare():
+    notebooks = {p.stem: p for p in (pipeline.REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    for stem, runs in pipeline.REPEATS.items():
+        declared = papermill.inspect_notebook(str(notebooks[stem]))
+        for suffix, overrides in runs:
+            assert suffix and set(overrides) <= set(declared), (stem, suffix)
+
+
+@pytest.mark.notebook
+def test_a_repeat_gets_its_parameters_under_the_run_s_own(tmp_path):
+    folder = tmp_path / "nbs"
+    write_notebook(
+        folder / "01_write.ipynb",
+        "from pathlib import Path\nPath(OUTPUT_DIR, 'seen.txt').write_text(f'{LR} {EPOCHS}')",
+        parameters='OUTPUT_DIR: str = "."\nLR: float = 1.0\nEPOCHS: int = 8',
+    )
+    out = tmp_path / "run"
+    repeats = {"01_write": (("-x", {"LR": 0.5, "EPOCHS": 4}),)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "REPEATS", repeats)
+        pipeline.run_pipeline(pipeline.discover(folder), {"EPOCHS": 1}, out, progress=False)
+    assert (out / "01_write" / "seen.txt").read_text() == "1.0 1"
+    assert (out / "01_write-x" / "seen.txt").read_text() == "0.5 1"  # the run's EPOCHS wins
+    assert (out / "01_write-x.ipynb").is_file() and (out / "results.md").is_file()
 
 
 @pytest.mark.notebook

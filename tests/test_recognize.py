@@ -9,15 +9,18 @@ import pytest
 from PIL import Image
 
 from conftest import copy_real_gallery, textured, warp, write_gallery
+from utils.cli import recognize as recognize_cli
 from utils.retrieval import recognize
+from utils.retrieval.calibration import calibrate
+from utils.retrieval.gallery import read_gallery
 from utils.retrieval.local_features import RootSift
-from utils.retrieval.recognize import Recognizer, calibrate
+from utils.retrieval.recognize import Recognizer
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos" / "images"
 
 
 def test_recognizer_on_synthetic_views(tmp_path):
-    paths, labels = recognize.read_gallery(write_gallery(tmp_path))
+    paths, labels = read_gallery(write_gallery(tmp_path))
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
     recognizer = Recognizer(RootSift(max_features=800), progress=False).fit(images, labels)
     calibration = recognizer.calibration
@@ -127,10 +130,10 @@ def test_calibration_candidates_of_a_large_gallery():
 
 def test_gallery_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="gallery folder not found"):
-        recognize.read_gallery(tmp_path / "none")
+        read_gallery(tmp_path / "none")
     (tmp_path / "g" / "only").mkdir(parents=True)
     with pytest.raises(ValueError, match="at least two landmarks"):
-        recognize.read_gallery(tmp_path / "g")
+        read_gallery(tmp_path / "g")
     with pytest.raises(ValueError, match="--local delf needs --checkpoint"):
         recognize.build_recognizer("delf")
 
@@ -150,7 +153,7 @@ def test_recognize_cli_on_real_photos(tmp_path, capsys):
     (queries / "notes.txt").write_text("not an image")
     out = tmp_path / "predictions.csv"
     with pytest.warns(UserWarning, match="broken.jpg"):
-        code = recognize.main(
+        code = recognize_cli.main(
             [
                 "--gallery",
                 str(gallery),

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import textured, warp
+from utils.cli import recognize as recognize_cli
 from utils.retrieval import recognize
+from utils.retrieval.calibration import FLOOR_QUANTILE
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import Recognizer
 from utils.retrieval.vocabulary import ShortlistIndex, Vocabulary, file_key
@@ -117,7 +119,7 @@ def test_recognizer_with_the_shortlist(tmp_path):
         index.pairs[index.pair_key(i, j, recognizer.settings)]
         for i, j in zip(*np.nonzero(noise), strict=True)
     ]
-    assert recognizer.floor == float(np.quantile(measured, recognize.FLOOR_QUANTILE))
+    assert recognizer.floor == float(np.quantile(measured, FLOOR_QUANTILE))
     assert Recognizer(RootSift(), progress=False).floor_pairs(candidates) is None
     query = warp(textured(2, size=(240, 320)), seed=9)
     result = recognizer.recognize(query)
@@ -142,16 +144,16 @@ def test_cli_builds_and_reuses_the_index(tmp_path, capsys):
     cv2.imwrite(str(queries / "q.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     (gallery / "l0" / "broken.jpg").write_bytes(b"not a jpeg")
     args = ["--gallery", str(gallery), "--queries", str(queries), "--out", str(tmp_path / "p.csv")]
-    args += ["--shortlist-above", "0", "--shortlist", "4", "--words", "64"]
-    assert recognize.main(args) == 0
+    args += ["--global", "none", "--shortlist-above", "0", "--shortlist", "4", "--words", "64"]
+    assert recognize_cli.main(args) == 0
     assert (tmp_path / "gallery.index" / "index.json").is_file()
     assert "broken.jpg" in capsys.readouterr().err
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert table.loc[0, "landmark"] == "l1"
-    assert recognize.main(args) == 0  # reused: nothing extracted again
+    assert recognize_cli.main(args) == 0  # reused: nothing extracted again
     (tmp_path / "bad.index").write_text("x")
     bad = [*args, "--index", str(tmp_path / "bad.index")]
-    assert recognize.main(bad) == 2
+    assert recognize_cli.main(bad) == 2
     assert "bad.index: not a folder" in capsys.readouterr().err
 
 

@@ -3,7 +3,8 @@
 Filled from the metrics files the notebooks leave in the run folder (nothing is typed in):
 
 - Table 3 (classification and retrieval on the manifest's test split): ``test_metrics.json``
-  of 03, 04 and 06 with their ``config.json``, and the rows of 05's and 06's
+  of 03, 04 (and the pipeline's repeats of it) and 06 with their ``config.json``, whose
+  ``pretrained`` gives the weights column (ImageNet or scratch), and the rows of 05's and 06's
   ``test_results.json``;
 - Table 4 (non-landmark detectors): ``07_*/detectors.json`` when notebook 07 exists;
 - the submission: ``08_*/submission_report.json`` (GAP over the whole test set, non-landmark
@@ -41,27 +42,36 @@ def _folder(run: Path, number: str) -> Path | None:
     return found[0] if found else None
 
 
-def table3_rows(run: Path) -> list[list[str]]:
-    """``[model, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result.
+def _weights(config: dict) -> str:
+    """Where a network's weights started: ImageNet or scratch ("—" without its config)."""
+    if "pretrained" not in config:
+        return DASH
+    return "ImageNet" if config["pretrained"] else "scratch"
 
-    Classifiers: ``test_metrics.json`` of 03, 04 and 06; retrieval: the rows of 05's and 06's
-    ``test_results.json`` (05 uses 04's network).
+
+def table3_rows(run: Path) -> list[list[str]]:
+    """``[model, weights, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result.
+
+    Classifiers: ``test_metrics.json`` of every 03, 04 and 06 folder (the pipeline's repeats,
+    e.g. ``04_train_effnet-lite2-imagenet``, too); retrieval: the rows of 05's and 06's
+    ``test_results.json`` (05 uses the network of the first 04 folder, the notebook's own).
     """
     rows = []
-    for number, network in (("03", "03"), ("04", "04"), ("05", "04"), ("06", "06")):
-        folder, trained = _folder(run, number), _folder(run, network)
-        if folder is None:
-            continue
-        config = (_read(trained / "config.json") if trained else None) or {}
-        model, pipeline = config.get("model", folder.name), _fmt(config.get("pipeline"))
-        metrics = _read(folder / "test_metrics.json")
-        if metrics:
-            method = metrics.get("method", "classifier")
-            values = (metrics.get("accuracy"), metrics.get("gap"), metrics.get("gap_at_20"))
-            rows.append([model, pipeline, method, *(_fmt(v) for v in values)])
-        for method, values in (_read(folder / "test_results.json") or {}).items():
-            measured = (values.get("accuracy"), values.get("GAP"))
-            rows.append([model, pipeline, method, *(_fmt(v) for v in measured), DASH])
+    for number in ("03", "04", "05", "06"):
+        folders = sorted(p for p in run.glob(f"{number}_*") if p.is_dir())
+        for folder in folders:
+            trained = _folder(run, "04") if number == "05" else folder
+            config = (_read(trained / "config.json") if trained else None) or {}
+            model, pipeline = config.get("model", folder.name), _fmt(config.get("pipeline"))
+            named = [model, _weights(config), pipeline]
+            metrics = _read(folder / "test_metrics.json")
+            if metrics:
+                method = metrics.get("method", "classifier")
+                values = (metrics.get("accuracy"), metrics.get("gap"), metrics.get("gap_at_20"))
+                rows.append([*named, method, *(_fmt(v) for v in values)])
+            for method, values in (_read(folder / "test_results.json") or {}).items():
+                measured = (values.get("accuracy"), values.get("GAP"))
+                rows.append([*named, method, *(_fmt(v) for v in measured), DASH])
     return rows
 
 
@@ -99,7 +109,7 @@ def render(run: Path) -> str:
     lines = [f"# Results of `{run.name}`", ""]
     lines += ["## Table 3: landmark classification and retrieval (test split)", ""]
     rows = table3_rows(run)
-    header = ["model", "pipeline", "method", "accuracy", "GAP", "GAP@20", "report"]
+    header = ["model", "weights", "pipeline", "method", "accuracy", "GAP", "GAP@20", "report"]
     lines += _table(header, [[*r, DASH] for r in rows]) if rows else ["Not measured in this run."]
     lines += ["", "## Table 4: non-landmark detection (test split)", ""]
     rows = table4_rows(run)

@@ -29,8 +29,9 @@ random predictions, against a plain Python loop (on 100,000, scaled).
 brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
 
 ``python -m utils bench recognize [--photos ../shared/real-photos] [--sizes 1000,10000]
-[--shortlist 15] [--exhaustive-max 1000] [--features 2000] [--json]``: `recognize` without a
-checkpoint, exhaustive matching vs the visual-word shortlist, on the real photos' gallery
+[--shortlist 15] [--exhaustive-max 1000] [--global-max 1000] [--features 2000] [--json]``:
+`recognize` by default (pretrained descriptor), exhaustive matching and the visual-word
+shortlist, on the real photos' gallery
 padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
 AUROC, and the one-time index costs apart (`utils.bench.recognize`).
 
@@ -150,6 +151,12 @@ def parser() -> argparse.ArgumentParser:
         default=1000,
         help="largest gallery matched exhaustively too",
     )
+    rec.add_argument(
+        "--global-max",
+        type=int,
+        default=1000,
+        help="largest gallery in the pretrained-descriptor mode (0: not measured)",
+    )
     rec.add_argument("--features", type=int, default=2000, help="RootSIFT features per photo")
     rec.add_argument("--max-side", type=int, default=1024, help="longer image side for SIFT")
     rec.add_argument("--words", type=int, default=WORDS, help="visual words")
@@ -210,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             args.part,
             workers=args.workers,
             progress=not args.json,
+            global_max=args.global_max,
         )
         show = print_recognize
     elif args.command == "metrics":

@@ -1,16 +1,21 @@
-"""Recognition benchmark: exhaustive matching vs the visual-word shortlist, by gallery size.
+"""Recognition benchmark: the pretrained shortlist, exhaustive matching, visual words, by size.
 
 The gallery is the real photos' gallery (`utils.retrieval.realphotos`, the photos not in the
 query fold) padded with generated distractor photos (`make_distractors`: synthetic landmarks
 of `utils.minigld`, ``views`` photos each, 640x480 by default) up to each size. The queries
 are one fold of the real photos (known landmarks, unknown ones and non-landmarks). For each
-size and mode (``exhaustive``: every gallery photo verified; ``shortlist``: the
-`utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified): per-query seconds (feature
-extraction of the query included), top-1 accuracy, GAP and AUROC (`realphotos.summarise`);
+size and mode (``global``: the default ``recognize``, the pretrained descriptor's top
+``GLOBAL_TOP_K`` verified, fused evidence; ``exhaustive``: every gallery photo verified;
+``shortlist``: the `utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified): per-query
+seconds (feature extraction of the query included: RootSIFT, and the descriptor in
+``global``), top-1 accuracy, GAP and AUROC (`realphotos.summarise`);
 for the shortlist, the one-time costs of the index apart (gallery features, vocabulary,
 assignment) and calibration, and how many known-landmark queries that exhaustive matching
 gets right have its winner (the photo of most inliers) among the photos verified.
-Exhaustive matching is measured up to ``exhaustive_max`` photos.
+Exhaustive matching is measured up to ``exhaustive_max`` photos, the global mode up to
+``global_max`` (each gallery photo's descriptor is computed once and cached,
+`utils.retrieval.gallery.DescriptorStore`); ``search_s`` is the exact cosine search over the
+gallery's descriptors alone, which is what grows with the gallery in that mode.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from tqdm.auto import tqdm
 
 from utils.minigld.camera import compose, view
 from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
-from utils.retrieval.recognize import SHORTLIST
+from utils.retrieval.recognize import GLOBAL_TOP_K, SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,8 +100,9 @@ def bench_recognize(
     fold: int = 0,
     workers: int = 1,
     progress: bool = True,
+    global_max: int = 1000,
 ) -> dict:
-    """Both modes at every gallery size, in one run; see the module docstring.
+    """Every mode at every gallery size, in one run; see the module docstring.
 
     ``cache``: where the index and gallery features are kept between runs (default beside
     ``distractors``); features are extracted once per photo for all sizes, and the vocabulary
@@ -105,9 +111,16 @@ def bench_recognize(
     """
     from utils.data.gldv2 import read_csv_checked
     from utils.data.images import load_image
+    from utils.retrieval.gallery import DescriptorStore
     from utils.retrieval.local_features import RootSift
-    from utils.retrieval.realphotos import assign_folds, query_row, select_part, summarise
-    from utils.retrieval.recognize import Recognizer
+    from utils.retrieval.realphotos import (
+        assign_folds,
+        query_row,
+        select_part,
+        shared_descriptor,
+        summarise,
+    )
+    from utils.retrieval.recognize import COSINE_WEIGHT, GLOBAL_TOP_K, Recognizer
     from utils.retrieval.vocabulary import ShortlistIndex
 
     photos = Path(photos)
@@ -137,41 +150,62 @@ def bench_recognize(
     build = {k: round(v, 1) for k, v in index.timings.items()}
     build.update(photos=len(paths), words=len(index.vocabulary))
 
-    described, extract_s = [], []
+    descriptor = shared_descriptor() if global_max > 0 else None
+    described, extract_s, vectors, describe_s = [], [], [], []
     for file in queries["file"]:
         image = load_image(photos / file)
         start = time.perf_counter()
         described.append(extractor.extract(image))
         extract_s.append(time.perf_counter() - start)
+        if descriptor is not None:
+            start = time.perf_counter()
+            vectors.append(descriptor([image])[0])
+            describe_s.append(time.perf_counter() - start)
     rows_out = []
     for size in sorted(sizes):
         index.update(paths[:size])
         gallery_labels = labels[:size]
         modes = ["shortlist"] + (["exhaustive"] if size <= exhaustive_max else [])
-        winners = {}
-        for mode in reversed(modes):  # exhaustive first: its winners judge the shortlist
-            kwargs = (
-                {"shortlist": index, "shortlist_size": shortlist} if mode == "shortlist" else {}
-            )
+        modes += ["global"] if descriptor is not None and size <= global_max else []
+        winners, search_s = {}, None
+        for mode in sorted(modes):  # exhaustive first: its winners judge the shortlists
+            kwargs = {
+                "shortlist": {"shortlist": index, "shortlist_size": shortlist},
+                "global": {"top_k": GLOBAL_TOP_K, "cosine_weight": COSINE_WEIGHT},
+                "exhaustive": {},
+            }[mode]
+            if mode == "global":
+                kwargs["embedder"] = descriptor
             recognizer = Recognizer(
                 extractor, progress=progress, calibration_queries=calibration_queries, **kwargs
             )
             gallery = index.features(cache=4 * shortlist)
             if mode == "exhaustive":
                 gallery = list(tqdm(gallery, desc="load gallery", disable=not progress))
-            _, calibrate_s = _timed(recognizer.fit_described, gallery, None, gallery_labels)
+            embeddings = None
+            if mode == "global":
+                embeddings, found = DescriptorStore(cache, descriptor, progress).get(paths[:size])
+                if len(found) != size:
+                    raise ValueError(f"{size - len(found)} gallery photos could not be described")
+                search_s = _search_seconds(embeddings, np.stack(vectors))
+            _, calibrate_s = _timed(recognizer.fit_described, gallery, embeddings, gallery_labels)
             rows, seconds, contains = [], [], []
             for q, (file, label, known) in enumerate(
                 zip(queries["file"], queries["label"], queries["in_gallery"], strict=True)
             ):
-                result, spent = _timed(recognizer.recognize_described, described[q], None)
-                seconds.append(spent + extract_s[q])
+                vector = vectors[q] if mode == "global" else None
+                result, spent = _timed(recognizer.recognize_described, described[q], vector)
+                seconds.append(spent + extract_s[q] + (describe_s[q] if vector is not None else 0))
                 top = result.candidates[0] if result.candidates else None
                 if mode == "exhaustive":
                     winners[file] = (top.index if top else -1, result.best == label and known)
-                elif file in winners and winners[file][1]:
+                elif file in winners and winners[file][1] and mode == "shortlist":
                     found, _ = recognizer.search_shortlist(described[q])
                     contains.append(winners[file][0] in recognizer.verified_shortlist(found))
+                elif file in winners and winners[file][1]:  # global: its top-k by cosine
+                    verified = {c.index for c in result.candidates}
+                    order = np.argsort(-(recognizer.embeddings @ vector))[: recognizer.top_k]
+                    contains.append(winners[file][0] in set(order.tolist()) | verified)
                 rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))
             rows_out.append(
@@ -182,6 +216,7 @@ def bench_recognize(
                     "seconds_per_query": round(float(np.mean(seconds)), 3),
                     "median_seconds_per_query": round(float(np.median(seconds)), 3),
                     "calibration_s": round(calibrate_s, 1),
+                    "search_s": round(search_s, 5) if mode == "global" else None,
                     "accuracy": round(metrics["accuracy"], 3),
                     "gap": round(metrics["gap"], 3),
                     "auroc": round(metrics["auroc"], 3),
@@ -198,9 +233,21 @@ def bench_recognize(
         "shortlist": shortlist,
         "calibration_queries": calibration_queries,
         "query_extract_s": round(float(np.mean(extract_s)), 3),
+        "query_describe_s": round(float(np.mean(describe_s)), 3) if describe_s else None,
         "index_build": build,
         "rows": rows_out,
     }
+
+
+def _search_seconds(gallery: np.ndarray, queries: np.ndarray) -> float:
+    """Seconds per query of exact cosine search (faiss inner product) over ``gallery``."""
+    import faiss
+
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(np.ascontiguousarray(gallery, np.float32))
+    start = time.perf_counter()
+    index.search(np.ascontiguousarray(queries, np.float32), GLOBAL_TOP_K)
+    return (time.perf_counter() - start) / len(queries)
 
 
 def print_recognize(result: dict) -> None:
@@ -214,14 +261,19 @@ def print_recognize(result: dict) -> None:
     print(
         f"index over {b['photos']} photos ({b['words']} words), one-time: features "
         f"{b['features_s']} s, vocabulary {b['vocabulary_s']} s, assignment {b['words_s']} s; "
-        f"query extraction {result['query_extract_s']} s"
+        f"query extraction {result['query_extract_s']} s, descriptor "
+        f"{result['query_describe_s']} s"
     )
-    print("gallery  mode        s/query  median  calib s  accuracy  GAP    AUROC  winner kept")
+    print(
+        "gallery  mode        s/query  median  calib s  accuracy  GAP    AUROC  winner kept"
+        "  search ms"
+    )
     for r in result["rows"]:
         kept = r["shortlist_has_exhaustive_winner"]
         print(
             f"{r['gallery']:>7,}  {r['mode']:<10}  {r['seconds_per_query']:>7.3f}  "
             f"{r['median_seconds_per_query']:>6.3f}  {r['calibration_s']:>7.1f}  "
             f"{r['accuracy']:>8.3f}  {r['gap']:.3f}  {r['auroc']:.3f}  "
-            f"{f'{kept[0]}/{kept[1]}' if kept else '-'}"
+            f"{f'{kept[0]}/{kept[1]}' if kept else '-':>11}  "
+            f"{'-' if r.get('search_s') is None else format(1000 * r['search_s'], '.2f')}"
         )

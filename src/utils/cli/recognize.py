@@ -1,40 +1,125 @@
-"""``python -m utils recognize``: `utils.retrieval.recognize` gated by a non-landmark detector.
+"""``python -m utils recognize``: landmarks in photos, named against a gallery folder.
 
-The options of `utils.retrieval.recognize`, plus ``--detector PATH`` (a detector saved by
-notebook 07, `utils.ood.load_detector`) and ``--detector-threshold`` (default: the threshold
-chosen on validation): a query the detector rejects gets an empty landmark without being
-matched to the gallery.
+``python -m utils recognize --gallery DIR --queries DIR --out predictions.csv [--global
+lite2|lite0|none] [--checkpoint CKPT] [--local sift|delf|none] [--detector imagenet|PATH]
+[--index DIR] [--workers P] [--details JSON]``
+
+The gallery holds one sub-folder per landmark (the folder name is the landmark's name); the
+queries are image files (id = file name without extension). For every query a row
+``id,landmark,confidence`` is written; ``landmark`` is empty when the photo is judged not to
+show a known landmark, or could not be read (a warning names it, and the run goes on). How it
+is scored: `utils.retrieval.recognize` (by default the pretrained EfficientNet-Lite2 descriptor
+shortlists the gallery, RootSIFT + RANSAC verifies, and the evidence fuses both); what is
+extracted is cached beside the gallery (`utils.retrieval.gallery`).
+
+``--detector`` gates queries by a non-landmark detector (``imagenet``: the pretrained network's
+landmark-like classes, `utils.ood.imagenet`; or a file saved by notebook 07): a query it rejects
+gets an empty landmark without being matched; one it accepts that the gallery does not explain
+is reported as a landmark not in the gallery (``--details``: ``"verdict"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
+from utils.data.images import ImageLoadError, load_image, split_files
+from utils.models.weights import WeightsError
 from utils.ood import load_detector
-from utils.retrieval import recognize
+from utils.retrieval.gallery import fit_gallery, read_gallery
+from utils.retrieval.recognize import (
+    GLOBAL_TOP_K,
+    GLOBALS,
+    SHORTLIST,
+    SHORTLIST_ABOVE,
+    UNKNOWN_LANDMARK,
+    Gate,
+    build_recognizer,
+    recognize_files,
+)
+from utils.retrieval.vocabulary import WORDS
 
 
 def parser() -> argparse.ArgumentParser:
-    """The recognizer's options and the detector's."""
-    p = recognize.parser()
-    p.add_argument(
+    """Options of the command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils recognize",
+        description="Recognise landmarks in photos against a gallery of known landmarks.",
+    )
+    parser.add_argument("--gallery", type=Path, required=True, help="one sub-folder per landmark")
+    parser.add_argument("--queries", type=Path, required=True, help="folder of query images")
+    parser.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
+    parser.add_argument("--checkpoint", default=None, help="trained model (global embeddings)")
+    parser.add_argument(
+        "--local",
+        default="sift",
+        choices=("sift", "delf", "none"),
+        help="local features for verification",
+    )
+    parser.add_argument(
+        "--global",
+        dest="global_descriptor",
+        default="lite2",
+        choices=GLOBALS,
+        help="pretrained global descriptor shortlisting the gallery (none: local features only)",
+    )
+    parser.add_argument(
+        "--global-top-k",
+        type=int,
+        default=GLOBAL_TOP_K,
+        help="gallery photos verified per query with the pretrained descriptor",
+    )
+    parser.add_argument("--top-k", type=int, default=10, help="candidates re-ranked (checkpoint)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="visual-word index folder (default: GALLERY.index beside the gallery)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=SHORTLIST,
+        help="gallery photos verified per query when the index is used",
+    )
+    parser.add_argument(
+        "--shortlist-above",
+        type=int,
+        default=SHORTLIST_ABOVE,
+        help="--global none: the visual-word index above this many photos (0: always, -1: never)",
+    )
+    parser.add_argument(
+        "--words", type=int, default=WORDS, help="visual words of a new index's vocabulary"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes extracting new gallery features"
+    )
+    parser.add_argument(
+        "--details",
+        type=Path,
+        default=None,
+        help="JSON with each query's evidence and 5 most similar gallery photos",
+    )
+    parser.add_argument(
         "--detector",
         default=None,
-        help="non-landmark detector saved by notebook 07 (e.g. outputs/RUN/07_ood/detector.pt)",
+        help="non-landmark detector: imagenet (built in) or a file saved by notebook 07",
     )
-    p.add_argument(
+    parser.add_argument(
         "--detector-threshold",
         type=float,
         default=None,
-        help="score a query needs to count as a landmark (default: the saved threshold)",
+        help="score a query needs to count as a landmark (default: the detector's own)",
     )
-    return p
+    return parser
 
 
-def gate_of(path: str, threshold: float | None = None, device: str = "cpu"):
-    """A `utils.retrieval.recognize.Gate` from a saved detector."""
-    detector = load_detector(path, device)
+def gate_of(name: str, threshold: float | None = None, device: str = "cpu") -> Gate:
+    """A `utils.retrieval.recognize.Gate` from a detector (`utils.ood.load_detector`)."""
+    detector = load_detector(name, device)
     limit = detector.threshold if threshold is None else float(threshold)
 
     def gate(image):
@@ -54,5 +139,76 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError, RuntimeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    del args.detector, args.detector_threshold
-    return recognize.run(args, gate)
+    return run(args, gate)
+
+
+def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
+    """Recognise the queries of parsed `parser` options, gated by ``gate`` when given."""
+    try:
+        paths, labels = read_gallery(args.gallery)
+        queries, skipped = split_files(args.queries) if args.queries.is_dir() else ([], [])
+        if not queries:
+            raise FileNotFoundError(
+                f"{args.queries}: no query images found (any format Pillow opens)"
+            )
+        recognizer = build_recognizer(
+            args.local,
+            args.checkpoint,
+            args.top_k,
+            args.device,
+            global_descriptor=args.global_descriptor,
+            global_top_k=args.global_top_k,
+        )
+    except (FileNotFoundError, ValueError, WeightsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    local_only = recognizer.embedder is None
+    small = args.shortlist_above < 0 or len(paths) <= args.shortlist_above
+    if not (local_only and small):  # cached in the gallery's index folder
+        folder = args.index or args.gallery.parent / f"{args.gallery.name}.index"
+        use_words = local_only and args.local == "sift"
+        try:
+            kept_at = fit_gallery(
+                recognizer,
+                paths,
+                labels,
+                folder,
+                shortlist=args.shortlist if use_words else 0,
+                workers=args.workers,
+                words=args.words,
+            )
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        names = [str(paths[i]) for i in kept_at]
+    else:  # local features only, a small gallery: matched exhaustively, in memory
+        images, kept, names = [], [], []
+        for path, label in zip(paths, labels, strict=True):
+            try:
+                images.append(load_image(path))
+                kept.append(label)
+                names.append(str(path))
+            except ImageLoadError as err:
+                print(f"warning: gallery image skipped: {err}", file=sys.stderr)
+        recognizer.fit(images, kept)
+    table, details = recognize_files(recognizer, queries, names, gate=gate)
+    if args.details:
+        args.details.parent.mkdir(parents=True, exist_ok=True)
+        args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table[["id", "landmark", "confidence"]].to_csv(args.out, index=False, float_format="%.6f")
+    for path in skipped:
+        print(f"skipped (not an image format): {path}", file=sys.stderr)
+    accepted = int((table["landmark"] != "").sum())
+    rejected = sum("rejected" in d for d in details.values())
+    gated = f", {rejected} rejected as non-landmarks" if gate is not None else ""
+    own = recognizer.calibration.thresholds.values()
+    spread = f"; per landmark {min(own):.1f} to {max(own):.1f}" if own else ""
+    unknown = sum(d.get("verdict") == UNKNOWN_LANDMARK for d in details.values())
+    gated += f", {unknown} landmarks not in the gallery" if gate is not None else ""
+    print(
+        f"wrote {args.out}: {len(table)} queries, {accepted} recognised{gated} "
+        f"(threshold: evidence > {recognizer.tau:.1f}{spread}, "
+        f"noise floor {recognizer.floor:.1f} inliers)"
+    )
+    return 0

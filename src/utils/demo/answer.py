@@ -4,8 +4,10 @@ For a photo the answer holds:
 
 - each detector's verdict: ``score >= threshold`` means "shows a landmark". The recognizer is
   always one of them: its score is the best landmark's evidence ``E(L)`` and its threshold
-  ``tau(L)``, the calibrated rejection rule of `utils.retrieval.recognize`; a non-landmark
-  detector saved by notebook 07 (`utils.ood.Detector`) scores the image itself. The verdicts
+  ``tau(L)``, the calibrated rejection rule of `utils.retrieval.calibration`; a non-landmark
+  detector (saved by notebook 07, or the built-in ``imagenet``, `utils.ood.Detector`) scores
+  the image itself; when the detectors say landmark and the recognizer knows none, the answer
+  says so ("a landmark, not one I know"); The verdicts
   that ``gate`` decide landmark-or-not: the recognizer's, and the gate detector's if one is set;
 - the recognised landmark (None: rejected) and the top 3 landmarks by the answer's rule
   (largest ``E / tau``) with ``confidence = E / (E + tau(L))``, the recognizer's formula;
@@ -30,13 +32,8 @@ from PIL import Image, UnidentifiedImageError
 
 from utils.data.images import ImageLoadError, load_image
 from utils.demo.draw import draw_matches
-from utils.retrieval.recognize import (
-    Calibration,
-    Recognition,
-    Recognizer,
-    confidence_of,
-    margin,
-)
+from utils.retrieval.calibration import Calibration, confidence_of, margin
+from utils.retrieval.recognize import UNKNOWN_LANDMARK, Recognition, Recognizer
 
 MAX_PIXELS = 40_000_000  # larger photos are refused (decoding one costs seconds and memory)
 MIN_SIDE = 32  # a smaller side holds too few SIFT keypoints to match
@@ -219,7 +216,7 @@ class Demo:
         return Answer(
             Path(path).name,
             landmark,
-            summary(landmark, result, refused),
+            summary(landmark, result, refused, verdicts),
             top_confidences(result, self.recognizer.calibration),
             verdicts,
             retrieved,
@@ -228,8 +225,24 @@ class Demo:
         )
 
 
-def summary(landmark: str | None, result: Recognition, refused: Sequence[Verdict]) -> str:
-    """One sentence: the landmark and its confidence, or who rejected the photo and why."""
+def summary(
+    landmark: str | None,
+    result: Recognition,
+    refused: Sequence[Verdict],
+    verdicts: Sequence[Verdict] = (),
+) -> str:
+    """One sentence: the landmark and its confidence, or who rejected the photo and why.
+
+    When only the recognizer rejects it and every detector shown says "landmark", the photo is
+    `UNKNOWN_LANDMARK` (a landmark the gallery lacks), not "not a landmark".
+    """
+    detectors = [v for v in verdicts if v.name != "recognizer"]
+    if landmark is None and detectors and all(v.landmark for v in detectors):
+        names = ", ".join(f"{v.name} {v.score:.3g} >= {v.threshold:.3g}" for v in detectors)
+        return (
+            f"{UNKNOWN_LANDMARK[0].upper()}{UNKNOWN_LANDMARK[1:]}: the detectors say landmark "
+            f"({names}), but no gallery landmark's evidence is above its threshold"
+        )
     if landmark is not None:
         return f"Landmark: {landmark} (confidence {result.confidence:.2f})"
     reasons = []

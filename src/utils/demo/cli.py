@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from utils.demo.answer import MAX_PIXELS, MIN_SIDE, Demo
-from utils.retrieval.recognize import SHORTLIST
+from utils.models.weights import WeightsError
+from utils.retrieval.recognize import GLOBALS, SHORTLIST
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,6 +58,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top-k", type=int, default=10, help="candidates verified (with a network)")
     p.add_argument(
+        "--global",
+        dest="global_descriptor",
+        default="lite2",
+        choices=GLOBALS,
+        help="pretrained descriptor shortlisting a --gallery (none: local features only)",
+    )
+    p.add_argument(
+        "--landmark-detector",
+        default="imagenet",
+        choices=("imagenet", "none"),
+        help="built-in landmark-or-not detector shown with a --gallery (none: no detector)",
+    )
+    p.add_argument(
         "--shortlist",
         type=int,
         default=SHORTLIST,
@@ -83,11 +97,19 @@ def build_demo(args: argparse.Namespace, progress: bool = True) -> tuple[Demo, s
     detectors, gate = {}, None
     if args.gallery is not None:
         recognizer, photos = gallery.folder_recognizer(
-            args.gallery, args.cache, shortlist=args.shortlist, progress=progress
+            args.gallery,
+            args.cache,
+            shortlist=args.shortlist,
+            progress=progress,
+            global_descriptor=args.global_descriptor,
+            device=args.device,
         )
-        source = f"Gallery: {args.gallery} ({len(photos)} photos, local features only)."
+        described = "local features only" if recognizer.embedder is None else "pretrained"
+        source = f"Gallery: {args.gallery} ({len(photos)} photos, {described})."
         if args.run is not None:
             detectors, gate = gallery.run_detectors(args.run)
+        if args.landmark_detector != "none":
+            detectors[args.landmark_detector] = args.landmark_detector
     else:
         run = args.run or gallery.latest_run()
         checkpoint = gallery.run_checkpoint(run, args.checkpoint)
@@ -117,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         demo, source = build_demo(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from utils.demo.app import build_app, launch

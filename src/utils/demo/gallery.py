@@ -1,8 +1,11 @@
 """What the demo answers with: a gallery folder, or the artefacts of a pipeline run.
 
-- ``--gallery DIR`` (one sub-folder per landmark): no checkpoint. RootSIFT features of every
-  photo, the visual-word shortlist of `utils.retrieval.vocabulary.ShortlistIndex` (``shortlist``
-  photos verified per query; 0: every photo) and the recognizer's calibrated rejection rule;
+- ``--gallery DIR`` (one sub-folder per landmark): no checkpoint. The pretrained
+  EfficientNet-Lite2 descriptor shortlists the gallery and RootSIFT verifies (``--global``, as
+  ``recognize``; with ``--global none`` the visual-word shortlist of
+  `utils.retrieval.vocabulary.ShortlistIndex`, ``shortlist`` photos verified per query; 0: every
+  photo), the recognizer's calibrated rejection rule, and the built-in ``imagenet``
+  landmark-or-not detector beside it (``--landmark-detector``);
 - ``--run RUN``: the run's trained network for global embeddings (`run_defaults`: DOLG, else
   EfficientNet-B2), its top-k candidates verified by RootSIFT (as ``recognize --checkpoint``),
   every non-landmark detector notebook 07 saved (``07_ood/detector_<name>.pt``; the one it chose,
@@ -10,8 +13,9 @@
   ``per_landmark`` train photos (by id) of each landmark of the network's manifests, named by
   the data root's ``train_label_to_category.csv``.
 
-Either way the gallery's local features are extracted once, with a progress bar, and cached in
-an index folder keyed by the SHA-256 of each file (`ShortlistIndex`); a restart reads them back.
+Either way the gallery's features are extracted once, with a progress bar, and cached in an
+index folder keyed by the SHA-256 of each file (`utils.retrieval.gallery`); a restart reads them
+back.
 """
 
 from __future__ import annotations
@@ -20,22 +24,15 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from utils.data.gldv2 import image_path, landmark_names
-from utils.data.images import load_image
 from utils.data.manifests import read_manifests
 from utils.inference.submit import run_defaults
 from utils.ood import load_detector
-from utils.retrieval.recognize import (
-    SHORTLIST,
-    Recognizer,
-    build_recognizer,
-    read_gallery,
-    report_skipped,
-)
-from utils.retrieval.vocabulary import ShortlistIndex, file_key, load_features
+from utils.retrieval.gallery import fit_gallery, read_gallery
+from utils.retrieval.recognize import SHORTLIST, Recognizer, build_recognizer
+from utils.retrieval.vocabulary import file_key
 from utils.training import checkpoint as checkpoints
 
 CHECKPOINTS = ("06_dolg/best.pt", "04_train_effnet/best.pt")  # what makes a folder a run
@@ -131,28 +128,13 @@ def fit_recognizer(
     top_k: int = 10,
     device: str = "cpu",
     progress: bool = True,
+    global_descriptor: str = "lite2",
 ) -> tuple[Recognizer, list[Path]]:
     """A recognizer fitted on the gallery (module docstring), and its photos in order."""
-    recognizer = build_recognizer("sift", checkpoint, top_k, device, progress)
-    index = ShortlistIndex(cache, recognizer.extractor, progress=progress)
-    if checkpoint is None and shortlist > 0:
-        kept = report_skipped(lambda: index.update(paths))
-        recognizer.shortlist, recognizer.shortlist_size = index, shortlist
-        features = index.features()
-    else:
-        keys = report_skipped(lambda: index.store_features(paths))
-        kept = [i for i, key in enumerate(keys) if key is not None]
-        features = [load_features(index.feature_path(keys[i])) for i in kept]
-    embeddings = None
-    if recognizer.embedder is not None:
-        batches = [kept[i : i + 32] for i in range(0, len(kept), 32)]
-        embeddings = np.concatenate(
-            [
-                recognizer.embedder([load_image(paths[i]) for i in batch])
-                for batch in tqdm(batches, desc="gallery: embeddings", disable=not progress)
-            ]
-        )
-    recognizer.fit_described(features, embeddings, [labels[i] for i in kept])
+    recognizer = build_recognizer(
+        "sift", checkpoint, top_k, device, progress, global_descriptor=global_descriptor
+    )
+    kept = fit_gallery(recognizer, paths, labels, cache, shortlist=shortlist, progress=progress)
     return recognizer, [Path(paths[i]) for i in kept]
 
 

@@ -1,7 +1,7 @@
 """Evaluation of `utils.retrieval.recognize` on real photos: a three-fold protocol, by parts.
 
 ``python -m utils realphotos --photos ../shared/real-photos --part tune|check|all
-[--reference] [--stress night|far] [--json]``
+[--reference] [--ablation] [--stress night|far] [--json]``
 
 The folder holds ``manifest.csv`` (``file,label``; ``non_landmark`` for photos without one)
 and the images. Parts (`part_of`): the photos are split *by landmark* into ``tune``, the only
@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,7 @@ from utils.data.gldv2 import read_csv_checked
 from utils.data.images import load_image
 from utils.metrics import auroc, gap_from_correct
 from utils.retrieval.local_features import RootSift
-from utils.retrieval.recognize import Recognizer
+from utils.retrieval.recognize import COSINE_WEIGHT, GLOBAL_TOP_K, Recognizer
 from utils.retrieval.rerank import MatchSettings, match_pair
 
 NONE = "non_landmark"
@@ -130,8 +131,33 @@ def reference_recognizer(progress: bool = False, matcher=match_pair) -> Recogniz
 
 
 def project_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
-    """The recognizer `utils.retrieval.recognize` builds without a checkpoint."""
+    """The recognizer ``recognize`` builds by default: pretrained descriptor, RootSIFT, fused."""
+    return Recognizer(
+        RootSift(),
+        embedder=shared_descriptor(),
+        top_k=GLOBAL_TOP_K,
+        progress=progress,
+        matcher=matcher,
+        cosine_weight=COSINE_WEIGHT,
+    )
+
+
+def local_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
+    """The recognizer of ``recognize --global none``: RootSIFT evidence only."""
     return Recognizer(RootSift(), progress=progress, matcher=matcher)
+
+
+def descriptor_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
+    """The pretrained descriptor alone: the nearest photo's cosine, calibrated on the gallery."""
+    return Recognizer(None, embedder=shared_descriptor(), progress=progress)
+
+
+@lru_cache(maxsize=1)
+def shared_descriptor():
+    """The default `utils.retrieval.descriptor.GlobalDescriptor`, built once per process."""
+    from utils.retrieval.descriptor import GlobalDescriptor
+
+    return GlobalDescriptor()
 
 
 def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -358,6 +384,11 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--reference", action="store_true", help="also run the plain baseline")
     parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run RootSIFT alone (--global none) and the pretrained descriptor alone",
+    )
+    parser.add_argument(
         "--stress", choices=("night", "far"), default=None, help="alter every query"
     )
     parser.add_argument("--json", action="store_true", help="print JSON only")
@@ -369,7 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if photos_missing(args.photos):
         return 2
-    runs = {"project (RootSIFT, evidence over photos, calibrated)": project_recognizer}
+    runs = {"project (Lite2 descriptor + RootSIFT, fused, calibrated)": project_recognizer}
+    if args.ablation:
+        runs["RootSIFT alone (--global none)"] = local_recognizer
+        runs["Lite2 descriptor alone (nearest photo's cosine)"] = descriptor_recognizer
     if args.reference:
         runs[f"reference (plain SIFT, max inliers > {REFERENCE_INLIERS})"] = reference_recognizer
     results = {}

@@ -34,6 +34,8 @@ import hashlib
 import json
 import os
 import time
+import warnings
+import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -175,7 +177,7 @@ def load_features(path: Path) -> LocalFeatures:
                 data["strengths"],
                 tuple(int(v) for v in data["size"]),
             )
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: unreadable stored features ({err}); delete it") from err
 
 
@@ -189,6 +191,11 @@ def _extract_one(task: tuple) -> tuple[str, str | None]:
     return str(path), None
 
 
+def _damaged(path: Path, err: Exception, action: str) -> None:
+    """Warn that a cache file is damaged (naming it) and what is done instead."""
+    warnings.warn(f"{path}: damaged ({str(err).splitlines()[0]}); {action}", stacklevel=3)
+
+
 class StoredFeatures(Sequence):
     """The gallery's features, read from the index folder on demand (a small cache)."""
 
@@ -197,7 +204,19 @@ class StoredFeatures(Sequence):
         self._load = lru_cache(maxsize=cache)(self._read)
 
     def _read(self, key: str) -> LocalFeatures:
-        return load_features(self.index.feature_path(key))
+        path = self.index.feature_path(key)
+        try:
+            return load_features(path)
+        except ValueError:
+            source = self.index.sources.get(key)
+            if source is None:
+                raise
+            warnings.warn(
+                f"{path}: damaged stored features; re-extracted from {source}", stacklevel=2
+            )
+            features = self.index.extractor.extract(load_image(source))
+            save_features(path, features)
+            return features
 
     def __len__(self) -> int:
         return len(self.index.keys)
@@ -244,6 +263,7 @@ class ShortlistIndex:
         self.inverted = None  # (words, photos) CSR: the inverted file
         self.idf = np.zeros(0)
         self.timings: dict[str, float] = {}
+        self.sources: dict[str, str] = {}  # content key -> a file it was read from (healing)
         self._check_or_create()
 
     # --- files -------------------------------------------------------------------------
@@ -258,21 +278,43 @@ class ShortlistIndex:
         if manifest.is_file():
             try:
                 saved = json.loads(manifest.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{manifest}: not a gallery index ({err})") from err
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                _damaged(manifest, err, "rebuilding the index (stored features are kept)")
+                self._drop_words()
+                return
             if saved != self.meta:
                 raise ValueError(
                     f"{manifest}: built with other settings ({saved}, now {self.meta}); "
                     "delete the folder or choose another index path"
                 )
             if (self.folder / "vocabulary.npy").is_file():
-                self.vocabulary = Vocabulary.load(self.folder)
+                try:
+                    self.vocabulary = Vocabulary.load(self.folder)
+                except (OSError, ValueError, RuntimeError) as err:
+                    _damaged(self.folder / "vocabulary.npy", err, "training a new vocabulary")
+                    self._drop_words()
+                    return
             if (self.folder / "words.npz").is_file():
-                self._load_words()
-            if (self.folder / "pairs.json").is_file():
-                self.pairs = json.loads((self.folder / "pairs.json").read_text(encoding="utf-8"))
+                try:
+                    self._load_words()
+                except ValueError as err:
+                    _damaged(self.folder / "words.npz", err, "assigning the words again")
+                    self.histograms = {}
+            pairs = self.folder / "pairs.json"
+            if pairs.is_file():
+                try:
+                    self.pairs = json.loads(pairs.read_text(encoding="utf-8"))
+                    if not isinstance(self.pairs, dict):
+                        raise ValueError(f"expected an object, got {type(self.pairs).__name__}")
+                except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+                    _damaged(pairs, err, "verifying those pairs again")
+                    self.pairs = {}
         elif self.folder.is_dir() and any(self.folder.iterdir()):
             raise ValueError(f"{self.folder}: exists and is not a gallery index (no index.json)")
+
+    def _drop_words(self) -> None:
+        """Forget the vocabulary, words and pairs (rebuilt by `update`); features stay."""
+        self.vocabulary, self.histograms, self.pairs = None, {}, {}
 
     def _load_words(self) -> None:
         path = self.folder / "words.npz"
@@ -323,6 +365,7 @@ class ShortlistIndex:
         warning names it). ``workers`` > 1 extracts in that many processes.
         """
         keys = [file_key(p) for p in paths]
+        self.sources.update({key: str(path) for path, key in zip(paths, keys, strict=True)})
         todo = {}
         for path, key in zip(paths, keys, strict=True):
             if key not in todo and not self.feature_path(key).is_file():
@@ -344,8 +387,6 @@ class ShortlistIndex:
                 bar.update()
         bar.close()
         if failed:
-            import warnings
-
             for path in sorted(failed):
                 warnings.warn(f"{path}: unreadable image, left out of the gallery", stacklevel=2)
         return [None if str(p) in failed else k for p, k in zip(paths, keys, strict=True)]
