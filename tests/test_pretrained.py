@@ -78,10 +78,14 @@ def test_fused_evidence_and_rejection_on_a_hand_worked_case():
     rule = calibrate(
         inliers, labels, every, cosine, cosine_weight=20.0, cos_floor=0.6, set_aside=False
     )
-    # floor: the 95th percentile of other-landmark inliers {4, 2, 3, 1} x2 -> 3.85
-    assert rule.floor == pytest.approx(3.85)
-    # a photo of b sees "a" with (4 - 3.85) + 20 * (0.7 - 0.6) = 2.15 and 0 + 20 * 0.06 = 1.2
-    assert rule.threshold("a") == pytest.approx(np.quantile([2.15, 1.2], 0.75))
+    # floor: the 95th percentile of other-landmark inliers {1, 1, 2, 2, 3, 3, 4, 4} -> 4
+    assert rule.floor == pytest.approx(4.0)
+    # photos of b gather for "a": 0 inliers above the floor + 20 * (0.7 - 0.6) = 2, and 20 * 0.05
+    assert rule.threshold("a") == pytest.approx(np.quantile([2.0, 1.0], 0.75))  # 1.75
+    # a query with 10 inliers to a photo of "a" (cosine 0.75) clears it: 6 + 3 = 9 > 1.75
+    query = landmark_evidence(["a", "b"], [10, 0], rule.floor, [0.75, 0.62], 20.0, 0.6)
+    assert query["a"] == pytest.approx(9.0) and query["a"] > rule.threshold("a")
+    assert confidence_of(query["a"], rule.threshold("a")) == pytest.approx(9 / 10.75)
     assert rule.cos_floor == 0.6
 
 

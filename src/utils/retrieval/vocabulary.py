@@ -364,6 +364,8 @@ class ShortlistIndex:
         Returns, per path, its content key, or None when the file could not be read (a
         warning names it). ``workers`` > 1 extracts in that many processes.
         """
+        self.folder.mkdir(parents=True, exist_ok=True)  # an index folder from the first photo on
+        (self.folder / "index.json").write_text(json.dumps(self.meta, indent=1), "utf-8")
         keys = [file_key(p) for p in paths]
         self.sources.update({key: str(path) for path, key in zip(paths, keys, strict=True)})
         todo = {}
