@@ -120,10 +120,13 @@ def test_recognize_benchmark_runs(tmp_path, capsys):
     args = ["recognize", "--photos", str(photos), "--sizes", "12,16", "--features", "200"]
     args += ["--distractors", str(tmp_path / "d"), "--cache", str(tmp_path / "c")]
     args += ["--words", "64", "--calibration-queries", "8", "--shortlist", "4", "--json"]
-    assert bench.main(args) == 0
+    assert bench.main([*args, "--global-max", "12"]) == 0
     result = json.loads(capsys.readouterr().out)
     modes = {(r["gallery"], r["mode"]) for r in result["rows"]}
-    assert modes == {(g, m) for g in (12, 16) for m in ("exhaustive", "shortlist")}
+    every = {(g, m) for g in (12, 16) for m in ("exhaustive", "shortlist")}
+    assert modes == every | {(12, "global")}  # --global-max 12
     assert all(r["seconds_per_query"] > 0 and r["queries"] == 4 for r in result["rows"])
+    pretrained = next(r for r in result["rows"] if r["mode"] == "global")
+    assert pretrained["search_s"] > 0 and result["query_describe_s"] > 0
     assert result["index_build"]["photos"] == 16
     assert bench.main(["recognize", "--photos", str(tmp_path / "none")]) == 2
