@@ -58,13 +58,7 @@ def parser() -> argparse.ArgumentParser:
         choices=("sift", "delf", "none"),
         help="local features for verification",
     )
-    parser.add_argument(
-        "--global",
-        dest="global_descriptor",
-        default="lite2",
-        choices=GLOBALS,
-        help="pretrained global descriptor shortlisting the gallery (none: local features only)",
-    )
+    add_global_argument(parser)
     parser.add_argument(
         "--global-top-k",
         type=int,
@@ -115,6 +109,17 @@ def parser() -> argparse.ArgumentParser:
         help="score a query needs to count as a landmark (default: the detector's own)",
     )
     return parser
+
+
+def add_global_argument(parser: argparse.ArgumentParser) -> None:
+    """``--global``: the pretrained descriptor shortlisting a gallery (recognize and the demo)."""
+    parser.add_argument(
+        "--global",
+        dest="global_descriptor",
+        default="lite2",
+        choices=GLOBALS,
+        help="pretrained global descriptor shortlisting the gallery (none: local features only)",
+    )
 
 
 def gate_of(name: str, threshold: float | None = None, device: str = "cpu") -> Gate:

@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from utils.cli.recognize import add_global_argument
 from utils.demo.answer import MAX_PIXELS, MIN_SIDE, Demo
 from utils.models.weights import WeightsError
-from utils.retrieval.recognize import GLOBALS, SHORTLIST
+from utils.retrieval.recognize import SHORTLIST
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,13 +58,7 @@ def parser() -> argparse.ArgumentParser:
         help="detector whose verdict decides with the recognizer's (auto: the run's chosen; none)",
     )
     p.add_argument("--top-k", type=int, default=10, help="candidates verified (with a network)")
-    p.add_argument(
-        "--global",
-        dest="global_descriptor",
-        default="lite2",
-        choices=GLOBALS,
-        help="pretrained descriptor shortlisting a --gallery (none: local features only)",
-    )
+    add_global_argument(p)
     p.add_argument(
         "--landmark-detector",
         default="imagenet",
