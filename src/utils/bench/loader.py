@@ -18,7 +18,7 @@ from utils.data.datasets import FolderDataset, make_loader
 from utils.minigld.camera import compose, view
 from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # the checkout: src/utils/bench/ is three below
 LOADER_IMAGES = REPO / "data" / "bench" / "loader"
 
 

@@ -34,7 +34,7 @@ from utils.minigld.render import KINDS, LandmarkSpec, landmark_layers
 from utils.retrieval.recognize import GLOBAL_TOP_K, SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # the checkout: src/utils/bench/ is three below
 DISTRACTORS = REPO / "data" / "bench" / "distractors"
 TIMES = ("day", "day", "golden", "overcast")
 
