@@ -158,3 +158,14 @@ def test_08_with_a_saved_detector_writes_empty_rows_for_rejected_images(
     kept = [i for i in ids if i not in rejected]
     assert (after[rejected] == "").all()
     assert (after[kept] == before[kept]).all()
+
+
+def test_inside_kaggle_is_read_from_the_environment_not_the_folder(tmp_path, monkeypatch):
+    from utils.inference import submit
+
+    monkeypatch.setattr(submit, "KAGGLE_WORKING", tmp_path)  # the folder exists
+    assert not submit.inside_kaggle({})
+    assert submit.default_output(tmp_path / "run", {}) == tmp_path / "run" / "submission.csv"
+    kernel = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
+    assert submit.inside_kaggle(kernel)
+    assert submit.default_output(tmp_path / "run", kernel) == tmp_path / "submission.csv"

@@ -14,6 +14,8 @@ empty prediction. The file is validated against the test ids before the report i
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,12 +215,21 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
     )
 
 
-def default_output(output_dir: str | Path) -> Path:
-    """``/kaggle/working/submission.csv`` in a Kaggle kernel, else ``OUTPUT_DIR/...``.
+def inside_kaggle(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a Kaggle kernel: Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE``.
 
-    Kaggle scores the ``submission.csv`` in its working folder.
+    Decided from Kaggle's own environment variable, never from a ``/kaggle`` folder existing
+    (an emulation or another run on the machine may have made one).
     """
-    base = KAGGLE_WORKING if KAGGLE_WORKING.is_dir() else Path(output_dir)
+    return bool((os.environ if environ is None else environ).get("KAGGLE_KERNEL_RUN_TYPE"))
+
+
+def default_output(output_dir: str | Path, environ: Mapping[str, str] | None = None) -> Path:
+    """``/kaggle/working/submission.csv`` inside a Kaggle kernel, else ``OUTPUT_DIR/...``.
+
+    Kaggle scores the ``submission.csv`` in its working folder (`inside_kaggle`).
+    """
+    base = KAGGLE_WORKING if inside_kaggle(environ) else Path(output_dir)
     return base / "submission.csv"
 
 
