@@ -14,7 +14,7 @@ from utils.cli import recognize as recognize_cli
 from utils.models import weights
 from utils.models.backbones import build_model, imagenet_network
 from utils.retrieval.calibration import calibrate, confidence_of, landmark_evidence
-from utils.retrieval.descriptor import GlobalDescriptor
+from utils.retrieval.descriptor import GlobalDescriptor, prepare
 from utils.retrieval.gallery import DescriptorStore, fit_gallery, read_gallery
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import Recognizer
@@ -46,10 +46,13 @@ def test_packaged_weights_name_a_real_photo():
     from utils.data.images import load_image
 
     names = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
-    descriptor = GlobalDescriptor(imagenet_network("efficientnet-lite2"))
-    vector, logits = descriptor.describe(load_image(PHOTOS / "tower_bridge_01.jpg"))
+    network = imagenet_network("efficientnet-lite2")
+    image = load_image(PHOTOS / "tower_bridge_01.jpg")
+    with torch.no_grad():
+        logits = network(prepare(image, 260))[0].numpy()
     top3 = [names[i] for i in np.argsort(-logits)[:3]]
     assert "suspension bridge" in top3
+    vector = GlobalDescriptor(network).describe(image)
     assert vector.shape == (1280,) and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
 
 

@@ -95,8 +95,6 @@ class DescriptorStore:
         tmp = path.with_name(path.name + ".tmp.npy")
         np.save(tmp, vector.astype(np.float32))
         tmp.replace(path)
-        if not (self.folder / "settings.json").is_file():
-            (self.folder / "settings.json").write_text(self.settings + "\n", encoding="utf-8")
 
     def get(
         self, paths: Sequence[Path], keys: Sequence[str] | None = None
@@ -115,6 +113,9 @@ class DescriptorStore:
                 todo.append(i)
             else:
                 vectors[i] = found
+        if todo:  # what the vectors of this folder are, for a reader of the cache
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "settings.json").write_text(self.settings + "\n", encoding="utf-8")
         for i in tqdm(todo, desc="gallery: descriptors", disable=not self.progress or not todo):
             try:
                 vector = self.descriptor([load_image(paths[i])])[0]
@@ -147,7 +148,6 @@ def fit_gallery(
     """
     index = None
     kept = list(range(len(paths)))
-    features = [None] * len(paths)
     if recognizer.extractor is not None:
         index = ShortlistIndex(cache, recognizer.extractor, words=words, progress=progress)
         if recognizer.embedder is None and shortlist > 0:
@@ -157,7 +157,6 @@ def fit_gallery(
             keys = report_skipped(lambda: index.store_features(paths, workers))
             kept = [i for i, key in enumerate(keys) if key is not None]
             index.keys = [keys[i] for i in kept]
-        features = index.features()
     embeddings = None
     if recognizer.embedder is not None:
         embeddings, found = _embed(recognizer.embedder, [paths[i] for i in kept], cache, progress)
@@ -167,8 +166,7 @@ def fit_gallery(
                 index.keys = [index.keys[i] for i in found]
     if not kept:
         raise ValueError("no readable gallery photo")
-    if index is None:
-        features = [None] * len(kept)
+    features = index.features() if index is not None else [None] * len(kept)
     recognizer.fit_described(features, embeddings, [labels[i] for i in kept])
     return kept
 

@@ -229,12 +229,12 @@ class Recognizer:
             np.fill_diagonal(candidates, False)
             return candidates
         if self.embeddings is not None and self.top_k:
+            k = min(self.top_k, n - 1)
             for start in range(0, len(players), 256):  # rows of players only, in blocks
                 rows = players[start : start + 256]
                 cos = self.embeddings[rows] @ self.embeddings.T
                 cos[np.arange(len(rows)), rows] = -np.inf
-                k = min(self.top_k, n - 1)
-                top = np.argpartition(-cos, k - 1, axis=1)[:, :k] if k < n else np.argsort(-cos)
+                top = np.argpartition(-cos, k - 1, axis=1)[:, :k]
                 candidates[rows[:, None], top] = True
             np.fill_diagonal(candidates, False)
             return candidates
@@ -341,7 +341,7 @@ class Recognizer:
         )
 
     def cosine_floor(self, candidates, labels, cosine, noise) -> float:
-        """``c0``: the `FLOOR_QUANTILE` of the cosines unrelated photos reach (0 if unused).
+        """``c0``: the ``cos_floor_quantile`` of the cosines unrelated photos reach (0 if unused).
 
         Measured on the random pairs of other landmarks (`floor_pairs`), else on the candidate
         pairs of other landmarks; all arrays are restricted to the photos calibration uses.
