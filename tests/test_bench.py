@@ -130,3 +130,18 @@ def test_recognize_benchmark_runs(tmp_path, capsys):
     assert pretrained["search_s"] > 0 and result["query_describe_s"] > 0
     assert result["index_build"]["photos"] == 16
     assert bench.main(["recognize", "--photos", str(tmp_path / "none")]) == 2
+
+
+def test_gallery_benchmark_measures_embedding_and_projects_search(capsys):
+    from utils.bench.gallery import TEST_SETS, bench_embedding, bench_gallery_search, print_gallery
+
+    emb = bench_embedding(sides=(32, 64), batch=2, steps=1)
+    assert emb["dim"] == 1280 and emb["ratio_to_smallest"][32] == 1.0
+    row = bench_gallery_search(4000, dim=64, queries=50, nlist=16, nprobe=4)
+    exact = row["methods"]["faiss exact"]
+    assert exact["recall_at_1"] == 1.0 and exact["memory_gb"] == 4000 * 64 * 4 / 1e9
+    for figures in row["methods"].values():
+        for name, seconds in figures["projected_s"].items():
+            assert seconds == pytest.approx(TEST_SETS[name] / figures["queries_per_second"])
+    print_gallery({"embedding": emb, "search": [row]})
+    assert "GLDv2 test" in capsys.readouterr().out

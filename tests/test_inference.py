@@ -57,9 +57,12 @@ def test_08_writes_a_valid_submission_with_every_test_id(tiny_run, tiny_root):
     frame = read_submission(path)
     report = pd.read_json(tiny_run / "08_submission" / "submission_report.json", typ="series")
     assert report["mode"] == "full" and 0 <= report["score"]["gap"] <= 1
-    # the run's defaults: DOLG's checkpoint, retrieval, gated by 07's chosen detector
-    assert report["checkpoint"].endswith("06_dolg/best.pt") and report["method"] == "retrieval"
-    assert report["detector"].endswith("07_ood/detector.pt")
+    # the run's defaults: the all-landmark Lite2, retrieval, 07's detector as a gate to tune
+    assert report["checkpoint"].endswith("04_train_effnet-lite2-imagenet/best.pt")
+    assert report["method"] == "retrieval" and report["detector"].endswith("07_ood/detector.pt")
+    details = report["details"]
+    assert details["gallery"]["images"] == len(pd.read_csv(tiny_root / "train.csv"))
+    assert set(details["tuning"]["parts"]) == {"tune", "check", "whole"}
     predicted = int((frame["landmark_id"] >= 0).sum())
     assert len(frame) == len(ids) and predicted + report["rejected"] == len(ids)
 
@@ -68,6 +71,10 @@ def test_run_defaults_fall_back(tmp_path):
     empty = tmp_path / "run"
     checkpoint, detector = submit.run_defaults(empty)
     assert checkpoint.endswith("04_train_effnet/best.pt") and detector == "none"
+    leaderboard = empty / "04_train_effnet-lite2-imagenet" / "best.pt"
+    leaderboard.parent.mkdir(parents=True)
+    leaderboard.write_bytes(b"")
+    assert submit.run_defaults(empty)[0] == str(leaderboard)
     assert submit.run_defaults(empty, "mine.pt", "none") == ("mine.pt", "none")
 
 
@@ -158,6 +165,78 @@ def test_08_with_a_saved_detector_writes_empty_rows_for_rejected_images(
     kept = [i for i in ids if i not in rejected]
     assert (after[rejected] == "").all()
     assert (after[kept] == before[kept]).all()
+
+
+@pytest.fixture(scope="module")
+def rerun_root(tiny_root, tmp_path_factory):
+    """The hidden re-run: another test set, a train.csv listing a subset, some files gone."""
+    root = tmp_path_factory.mktemp("rerun") / "tiny"
+    shutil.copytree(tiny_root, root)
+    train = pd.read_csv(root / "train.csv", dtype={"id": str})
+    kept = train.iloc[::2]
+    kept.to_csv(root / "train.csv", index=False)
+    gone = kept["id"].iloc[:3].tolist()
+    for image_id in gone:
+        image_path(root, image_id).unlink()
+    for image_id in train["id"].iloc[1::2]:  # the rows no longer listed: their files go too
+        image_path(root, image_id).unlink()
+    ids = read_test_ids(root)[::3]  # another, smaller test set
+    pd.DataFrame({"id": ids, "landmarks": ""}).to_csv(root / "sample_submission.csv", index=False)
+    (root / "test_solution.csv").unlink()
+    return root, len(kept), gone
+
+
+@pytest.mark.slow
+def test_a_rerun_with_another_test_set_and_a_smaller_train_set_writes_every_row(
+    tiny_run, rerun_root, tmp_path
+):
+    root, listed, gone = rerun_root
+    config = submit.SubmissionConfig(
+        data_root=str(root),
+        checkpoint=str(tiny_run / "04_train_effnet-lite2-imagenet" / "best.pt"),
+        output=str(tmp_path / "submission.csv"),
+        method="retrieval",
+        workers=0,
+        device="cpu",
+    )
+    report = submit.make_submission(config, progress=False)
+    ids = read_test_ids(root)
+    assert report.problems == [] and report.test_ids == len(ids)
+    assert report.predicted == len(ids)  # nothing gated, every photo ranked
+    assert list(read_submission(report.path)["id"]) == ids
+    gallery = report.details["gallery"]
+    assert gallery == {
+        "source": "train",
+        "images": listed - len(gone),
+        "listed": listed,
+        "missing": len(gone),
+        "unreadable": 0,
+        "out_of_budget": 0,
+    }
+    assert f"{listed - len(gone)} of {listed} listed images embedded; 3 missing" in report.summary()
+    assert "tuning" not in report.details  # no solution: the given settings
+
+
+@pytest.mark.slow
+def test_an_empty_gallery_writes_a_valid_submission_of_empty_rows(tiny_run, tiny_root, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_root, root)
+    shutil.rmtree(root / "train")
+    report = submit.make_submission(
+        submit.SubmissionConfig(
+            data_root=str(root),
+            checkpoint=str(tiny_run / "04_train_effnet" / "best.pt"),
+            output=str(tmp_path / "submission.csv"),
+            method="retrieval",
+            workers=0,
+            device="cpu",
+        ),
+        progress=False,
+    )
+    ids = read_test_ids(root)
+    assert report.problems == [] and report.predicted == 0
+    assert len(read_submission(report.path)) == len(ids)
+    assert "no gallery image could be read: every row is written empty" in report.summary()
 
 
 def test_inside_kaggle_is_read_from_the_environment_not_the_folder(tmp_path, monkeypatch):

@@ -21,8 +21,9 @@ def test_top_classes_ranks_by_count_then_id():
     assert manifests.top_classes(labels, 2) == [9, 3]
     with pytest.raises(ValueError, match="larger than the 3 classes"):
         manifests.top_classes(labels, 4)
-    with pytest.raises(ValueError, match="at least 1"):
-        manifests.top_classes(labels, 0)
+    assert manifests.top_classes(labels, 0) == [9, 3, 5]  # 0: every landmark, same order
+    with pytest.raises(ValueError, match="at least 1, or 0"):
+        manifests.top_classes(labels, -1)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,31 @@ def test_build_manifests_every_class_in_every_split(tmp_path):
     assert ids.is_unique and len(ids) == 95
     assert built.summary["counts"] == {"train": 75, "val": 10, "test": 10}
     assert built.summary["source_sha256"] == manifests.sha256_file(root / "train.csv")
+
+
+def test_all_landmarks_keep_their_top_n_split_and_small_ones_train_only(tmp_path):
+    root = make_root(tmp_path, {1: 30, 2: 12, 3: 50, 4: 3, 5: 2, 6: 1})
+    top = manifests.build_manifests(root, top=3, seed=42)
+    every = manifests.build_manifests(root, top=0, seed=42)
+    assert every.summary["num_classes"] == 6 and every.summary["top"] == 0
+    assert every.summary["train_only_classes"] == [5, 6]
+    for name in manifests.SPLITS:
+        mine = every.split(name)
+        assert (
+            mine[mine["landmark_id"].isin([1, 2, 3])].reset_index(drop=True).equals(top.split(name))
+        )
+    assert set(every.val["landmark_id"]) == set(every.test["landmark_id"]) == {1, 2, 3, 4}
+    assert (every.train["landmark_id"] == 5).sum() == 2 and (every.train["landmark_id"] == 6).sum()
+    with pytest.raises(ValueError, match="landmark 5 has 2 image"):
+        manifests.build_manifests(root, top=5)  # a top-N still needs every class in all splits
+
+
+def test_committed_all_landmark_manifest_holds_the_top_30_test_ids():
+    every = manifests.read_manifests(REPO / "data_manifests" / "minigld-default-all")
+    top = manifests.read_manifests(REPO / "data_manifests" / "minigld-default-top30")
+    assert every.summary["top"] == 0 and every.summary["num_classes"] == 48
+    for name in manifests.SPLITS:
+        assert set(top.split(name)["id"]) <= set(every.split(name)["id"])
 
 
 def test_top_larger_than_classes_is_a_clear_error(tmp_path):

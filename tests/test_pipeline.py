@@ -69,6 +69,34 @@ def test_plan_runs_a_repeat_after_its_notebook_with_its_parameters(tmp_path):
     assert steps[2].log == tmp_path / "run" / "04_b-x.log"
 
 
+def test_an_all_landmark_repeat_gets_top_0_and_the_all_landmark_manifest(tmp_path):
+    step = pipeline.Step(
+        tmp_path / "04_b.ipynb",
+        tmp_path / "x.ipynb",
+        tmp_path / "x.log",
+        tmp_path / "x",
+        {"LR": 0.1, "MANIFEST_DIR": pipeline.ALL_LANDMARKS},
+    )
+    run = {"MANIFEST_DIR": "top30", "ALL_MANIFEST_DIR": "every", "TOP": 30, "LR": 0.5}
+    assert pipeline.step_parameters(step, run) == {
+        "MANIFEST_DIR": "every",
+        "ALL_MANIFEST_DIR": "every",
+        "TOP": 0,
+        "LR": 0.5,
+    }
+    built_here = pipeline.step_parameters(step, {"MANIFEST_DIR": "top30", "TOP": 100})
+    assert built_here["MANIFEST_DIR"] == "" and built_here["TOP"] == 0
+    plain = pipeline.Step(step.notebook, step.executed, step.log, step.output_dir, {"LR": 0.1})
+    assert pipeline.step_parameters(plain, run) == run
+
+
+def test_default_parameters_offer_the_committed_all_landmark_manifest():
+    params = pipeline.default_parameters(
+        pipeline.REPO / "data" / "minigld-default", "default", None
+    )
+    assert params["ALL_MANIFEST_DIR"].endswith("data_manifests/minigld-default-all")
+
+
 def test_the_repeats_name_notebooks_and_parameters_they_declare():
     notebooks = {p.stem: p for p in (pipeline.REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     for stem, runs in pipeline.REPEATS.items():

@@ -24,18 +24,42 @@ def test_table3_names_the_weights_of_each_network_and_the_repeats(tmp_path):
     write(tmp_path / "05_delf_rerank", "test_results.json", {"retrieval top1": {"accuracy": 0.8}})
     classifier(tmp_path, "06_dolg", "dolg", None, 0.5)  # a config without the flag
     rows = table3_rows(tmp_path)
-    assert [row[:4] for row in rows] == [
-        ["resnet50", "scratch", "2", "classifier"],
-        ["efficientnet-b2", "scratch", "2", "classifier"],
-        ["efficientnet-lite2", "ImageNet", "2", "classifier"],
-        ["efficientnet-b2", "scratch", "2", "retrieval top1"],  # 04's own network, not the repeat
-        ["dolg", "—", "2", "classifier"],
+    assert [row[:5] for row in rows] == [
+        ["resnet50", "scratch", "—", "2", "classifier"],
+        ["efficientnet-b2", "scratch", "—", "2", "classifier"],
+        ["efficientnet-lite2", "ImageNet", "—", "2", "classifier"],
+        ["efficientnet-b2", "scratch", "—", "2", "retrieval top1"],  # 04's own network
+        ["dolg", "—", "—", "2", "classifier"],
     ]
-    assert rows[2][4:] == ["0.900", "0.800", "—"]
-    assert rows[3][4:] == ["0.800", "—", "—"]
+    assert rows[2][5:] == ["0.900", "0.800", "—"]
+    assert rows[3][5:] == ["0.800", "—", "—"]
     text = render(tmp_path)
-    assert "| model | weights | pipeline | method |" in text
-    assert "| efficientnet-lite2 | ImageNet | 2 | classifier | 0.900 | 0.800 | — | — |" in text
+    assert "| model | weights | classes | pipeline | method |" in text
+    assert "| efficientnet-lite2 | ImageNet | — | 2 | classifier | 0.900 | 0.800 | — | — |" in text
+
+
+def manifest(folder: Path, top: int, test_ids: list[str]) -> str:
+    write(folder, "summary.json", {"top": top, "num_classes": 3 if top else 5})
+    (folder / "test.csv").write_text("id,landmark_id\n" + "".join(f"{i},1\n" for i in test_ids))
+    return str(folder)
+
+
+def test_an_all_landmark_network_is_also_scored_on_the_top_n_test_ids(tmp_path):
+    top_n = manifest(tmp_path / "m3", 3, ["a", "b"])
+    every = manifest(tmp_path / "mall", 0, ["a", "b", "c", "d"])
+    write(
+        tmp_path / "run" / "04_train_effnet", "config.json", {"model": "b2", "manifest_dir": top_n}
+    )
+    repeat = tmp_path / "run" / "04_train_effnet-lite2-imagenet"
+    write(repeat, "config.json", {"model": "lite2", "pretrained": True, "manifest_dir": every})
+    write(repeat, "test_metrics.json", {"accuracy": 0.5, "gap": 0.4})
+    (repeat / "test_predictions.csv").write_text(
+        "id,landmark_id,predicted,confidence\na,1,1,0.9\nb,1,2,0.8\nc,1,2,0.7\nd,1,2,0.6\n"
+    )
+    rows = table3_rows(tmp_path / "run")
+    assert rows[0][2] == "all 5" and rows[0][5:7] == ["0.500", "0.400"]
+    assert rows[1][4] == "classifier, on the top-3 test ids (2)"
+    assert rows[1][5:7] == ["0.500", "0.500"]  # a right, b wrong: GAP (1/1) / 2
 
 
 def test_table3_of_an_empty_run(tmp_path):

@@ -267,3 +267,12 @@ def test_ddp_with_two_cpu_processes(tiny_root, tiny_manifest, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert len(history) == 1 and (out / "last.pt").is_file()
+
+
+def test_head_cost_follows_its_formula():
+    from utils.models.backbones import build_model
+    from utils.training.memory import head_cost, training_bytes
+
+    cost = head_cost(build_model("efficientnet-lite2", 1000))
+    assert cost["parameters"] == 1280 * 1000 + 1000
+    assert cost["training_bytes"] == 16 * cost["parameters"] == training_bytes(cost["parameters"])

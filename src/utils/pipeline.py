@@ -15,6 +15,10 @@ error. Kernels talk to the runner over local IPC sockets, not TCP.
 
 A notebook named in `REPEATS` runs again right after itself with other parameters, under its own
 name plus a suffix (``OUT/04_train_effnet-lite2-imagenet/``): one driver, two rows of Table 3.
+A repeat whose ``MANIFEST_DIR`` is `ALL_LANDMARKS` trains on every landmark of the data root:
+it gets ``TOP=0`` and the committed all-landmark manifest of a mini dataset
+(``data_manifests/minigld-<profile>-all``), else an empty ``MANIFEST_DIR`` (the notebook builds
+the top-0 manifest itself); these two win over the run's own ``MANIFEST_DIR`` and ``TOP``.
 """
 
 from __future__ import annotations
@@ -43,12 +47,22 @@ REPO = Path(__file__).resolve().parents[2]
 PROFILE_TOP = {"tiny": 5, "default": 30}
 REAL_TOP = 100
 # Notebooks run a second time: stem -> ((suffix of the run's name, its parameters), ...). The
-# run's own parameters (``--set``, a test's overrides) take precedence over these. 04 again:
-# EfficientNet-Lite2 fine-tuned from ImageNet, 04's embedded recipe otherwise (the learning rate
-# chosen on validation: README, "Table 3").
+# run's own parameters (``--set``, a test's overrides) take precedence over these, except the
+# data of an `ALL_LANDMARKS` repeat (module docstring). 04 again: EfficientNet-Lite2 fine-tuned
+# from ImageNet on every landmark, 04's embedded recipe otherwise (the learning rate chosen on
+# validation: README, "Table 3"); notebook 08's leaderboard model.
+ALL_LANDMARKS = "@all-landmarks"
 REPEATS = {
     "04_train_effnet": (
-        ("-lite2-imagenet", {"MODEL": "efficientnet-lite2", "PRETRAINED": True, "LR": 0.001}),
+        (
+            "-lite2-imagenet",
+            {
+                "MODEL": "efficientnet-lite2",
+                "PRETRAINED": True,
+                "LR": 0.001,
+                "MANIFEST_DIR": ALL_LANDMARKS,
+            },
+        ),
     ),
 }
 
@@ -169,6 +183,17 @@ def run_notebook(
         handler.close()
 
 
+def step_parameters(step: Step, parameters: dict) -> dict:
+    """What one step runs with: its repeat's overrides under the run's parameters.
+
+    An `ALL_LANDMARKS` manifest resolves to the run's ``ALL_MANIFEST_DIR`` with ``TOP=0``.
+    """
+    merged = {**step.overrides, **parameters}
+    if step.overrides.get("MANIFEST_DIR") == ALL_LANDMARKS:
+        merged.update(MANIFEST_DIR=parameters.get("ALL_MANIFEST_DIR", ""), TOP=0)
+    return merged
+
+
 def plan_steps(notebooks: list[Path], out: Path, repeats: dict | None = None) -> list[Step]:
     """Where each notebook's executed copy, log and artefacts go; its `REPEATS` after it."""
     repeats = REPEATS if repeats is None else repeats
@@ -194,7 +219,7 @@ def run_pipeline(
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {step.executed.name}", flush=True)
         start = time.perf_counter()
-        run_notebook(step, {**step.overrides, **parameters}, cell_timeout, kernel_name, progress)
+        run_notebook(step, step_parameters(step, parameters), cell_timeout, kernel_name, progress)
         print(
             f"[{number}/{len(steps)}] {step.executed.name} done in "
             f"{time.perf_counter() - start:.1f} s -> {step.executed}",
@@ -231,9 +256,11 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
     if manifest is None and mini_profile:
         candidate = REPO / "data_manifests" / f"minigld-{mini_profile}-top{top}"
         manifest = candidate if candidate.is_dir() else None
+    every = REPO / "data_manifests" / f"minigld-{mini_profile}-all" if mini_profile else None
     return {
         "DATA_ROOT": str(data_root.resolve()),
         "MANIFEST_DIR": str(manifest.resolve()) if manifest else "",
+        "ALL_MANIFEST_DIR": str(every.resolve()) if every and every.is_dir() else "",
         "TOP": top,
         "PROFILE": mini_profile or "",
     }

@@ -5,10 +5,14 @@ Filled from the metrics files the notebooks leave in the run folder (nothing is 
 - Table 3 (classification and retrieval on the manifest's test split): ``test_metrics.json``
   of 03, 04 (and the pipeline's repeats of it) and 06 with their ``config.json``, whose
   ``pretrained`` gives the weights column (ImageNet or scratch), and the rows of 05's and 06's
-  ``test_results.json``;
+  ``test_results.json``; a network trained on every landmark (an all-landmark manifest,
+  ``top`` 0) gets a second row on the test ids of the run's top-N manifest (those of the first
+  04 folder), read from its ``test_predictions.csv``, so that its row compares with the others;
 - Table 4 (non-landmark detectors): ``07_*/detectors.json`` when notebook 07 exists;
 - the submission: ``08_*/submission_report.json`` (GAP over the whole test set, non-landmark
-  photos included, when the data root ships ``test_solution.csv``);
+  photos included, when the data root ships ``test_solution.csv``; with the settings chosen on
+  the tune part of the test ids and the figures of the check part, and the ceiling: the share
+  of landmark photos whose landmark is in the gallery);
 - the figures (``*.png``) of every notebook, linked.
 
 Beside our numbers, a separate column holds the report's own figures where the report gives them
@@ -19,6 +23,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pandas as pd
+
+from utils.metrics import gap
 
 # The report's Table 4: accuracy, precision, recall of each detector.
 REPORT_TABLE4 = {
@@ -49,26 +57,64 @@ def _weights(config: dict) -> str:
     return "ImageNet" if config["pretrained"] else "scratch"
 
 
+def _manifest_summary(config: dict) -> dict:
+    folder = config.get("manifest_dir")
+    return (_read(Path(folder) / "summary.json") if folder else None) or {}
+
+
+def _classes(config: dict) -> str:
+    summary = _manifest_summary(config)
+    if "num_classes" not in summary:
+        return DASH
+    return (
+        f"all {summary['num_classes']}" if summary.get("top") == 0 else str(summary["num_classes"])
+    )
+
+
+def _on_top_n(folder: Path, top_n_config: dict) -> tuple[float, float, int] | None:
+    """Accuracy, GAP and count of a network's test predictions on the top-N test ids."""
+    predictions, manifest = folder / "test_predictions.csv", top_n_config.get("manifest_dir")
+    if not predictions.is_file() or not manifest or not (Path(manifest) / "test.csv").is_file():
+        return None
+    ids = set(pd.read_csv(Path(manifest) / "test.csv", dtype={"id": str})["id"])
+    frame = pd.read_csv(predictions, dtype={"id": str})
+    frame = frame[frame["id"].isin(ids)]
+    if frame.empty:
+        return None
+    truth, predicted = frame["landmark_id"].to_numpy(), frame["predicted"].to_numpy()
+    accuracy = float((truth == predicted).mean())
+    return accuracy, gap(predicted, frame["confidence"].to_numpy(), truth), len(frame)
+
+
 def table3_rows(run: Path) -> list[list[str]]:
-    """``[model, weights, pipeline, method, accuracy, GAP, GAP@20]`` of each measured result.
+    """``[model, weights, classes, pipeline, method, accuracy, GAP, GAP@20]`` of each result.
 
     Classifiers: ``test_metrics.json`` of every 03, 04 and 06 folder (the pipeline's repeats,
     e.g. ``04_train_effnet-lite2-imagenet``, too); retrieval: the rows of 05's and 06's
     ``test_results.json`` (05 uses the network of the first 04 folder, the notebook's own).
     """
     rows = []
+    first = _folder(run, "04")
+    top_n_config = (_read(first / "config.json") if first else None) or {}
     for number in ("03", "04", "05", "06"):
         folders = sorted(p for p in run.glob(f"{number}_*") if p.is_dir())
         for folder in folders:
-            trained = _folder(run, "04") if number == "05" else folder
+            trained = first if number == "05" else folder
             config = (_read(trained / "config.json") if trained else None) or {}
             model, pipeline = config.get("model", folder.name), _fmt(config.get("pipeline"))
-            named = [model, _weights(config), pipeline]
+            named = [model, _weights(config), _classes(config), pipeline]
             metrics = _read(folder / "test_metrics.json")
             if metrics:
                 method = metrics.get("method", "classifier")
                 values = (metrics.get("accuracy"), metrics.get("gap"), metrics.get("gap_at_20"))
                 rows.append([*named, method, *(_fmt(v) for v in values)])
+                subset = _on_top_n(folder, top_n_config)
+                if _manifest_summary(config).get("top") == 0 and folder != first and subset:
+                    top = _manifest_summary(top_n_config).get("num_classes", "N")
+                    rows.append(
+                        [*named, f"{method}, on the top-{top} test ids ({subset[2]})"]
+                        + [_fmt(subset[0]), _fmt(subset[1]), DASH]
+                    )
             for method, values in (_read(folder / "test_results.json") or {}).items():
                 measured = (values.get("accuracy"), values.get("GAP"))
                 rows.append([*named, method, *(_fmt(v) for v in measured), DASH])
@@ -109,7 +155,8 @@ def render(run: Path) -> str:
     lines = [f"# Results of `{run.name}`", ""]
     lines += ["## Table 3: landmark classification and retrieval (test split)", ""]
     rows = table3_rows(run)
-    header = ["model", "weights", "pipeline", "method", "accuracy", "GAP", "GAP@20", "report"]
+    header = ["model", "weights", "classes", "pipeline", "method", "accuracy", "GAP", "GAP@20"]
+    header.append("report")
     lines += _table(header, [[*r, DASH] for r in rows]) if rows else ["Not measured in this run."]
     lines += ["", "## Table 4: non-landmark detection (test split)", ""]
     rows = table4_rows(run)
@@ -120,18 +167,7 @@ def render(run: Path) -> str:
     report = _read(folder / "submission_report.json") if folder else None
     lines += ["", "## Submission", ""]
     if report:
-        score = report.get("score") or {}
-        lines += [
-            f"`{report.get('method')}` on {report.get('rows')} test ids ({report.get('mode')} "
-            f"run): {report.get('predicted')} predictions, {len(report.get('unreadable', []))} "
-            f"unreadable, {report.get('out_of_budget')} left out by the time budget, in "
-            f"{_fmt(report.get('seconds'))} s.",
-            f"GAP over the whole test set (non-landmark photos included): "
-            f"{_fmt(score.get('gap'))}; accuracy over its landmark photos: "
-            f"{_fmt(score.get('accuracy'))}."
-            if score
-            else "No solution file: not scored.",
-        ]
+        lines += submission_lines(report)
     else:
         lines.append("Notebook 08 did not run in this run.")
     figures = sorted(run.glob("*/*.png"))
@@ -140,6 +176,54 @@ def render(run: Path) -> str:
         "None."
     ]
     return "\n".join(lines) + "\n"
+
+
+def submission_lines(report: dict) -> list[str]:
+    """The submission section: what was written, its score, its tuning (08's report)."""
+    score = report.get("score") or {}
+    lines = [
+        f"`{report.get('method')}` on {report.get('rows')} test ids ({report.get('mode')} "
+        f"run): {report.get('predicted')} predictions, {len(report.get('unreadable', []))} "
+        f"unreadable, {report.get('out_of_budget')} left out by the time budget, in "
+        f"{_fmt(report.get('seconds'))} s.",
+        f"GAP over the whole test set (non-landmark photos included): "
+        f"{_fmt(score.get('gap'))}; accuracy over its landmark photos: "
+        f"{_fmt(score.get('accuracy'))}."
+        if score
+        else "No solution file: not scored.",
+    ]
+    details = report.get("details") or {}
+    tuned = details.get("tuning")
+    if details.get("gallery"):
+        g = details["gallery"]
+        lines.append(
+            f"Gallery: {g['images']} of the {g['listed']} images of the data root's "
+            f"{g['source']} list ({g['missing']} missing, {g['unreadable']} unreadable)."
+        )
+    if tuned:
+        chosen = ", ".join(f"{k} {v}" for k, v in tuned["chosen"].items())
+        lines += ["", f"Chosen on the tune part ({tuned['grid']} settings tried): {chosen}.", ""]
+        header = ["part", "ids", "GAP (95% interval)", "accuracy, gallery landmarks"]
+        header += ["predicted", "confident non-landmarks", "ceiling"]
+        rows = []
+        for name, part in tuned["parts"].items():
+            low, high = part.get("gap_interval", (None, None))
+            a_low, a_high = part.get("accuracy_known_interval", (None, None))
+            ceiling = part["known_landmark_photos"] / max(1, part["landmark_photos"])
+            rows.append(
+                [
+                    name,
+                    str(part["queries"]),
+                    f"{_fmt(part['gap'])} ({_fmt(low)}-{_fmt(high)})",
+                    f"{part['correct_known']}/{part['known_landmark_photos']} = "
+                    f"{_fmt(part['accuracy_known'])} ({_fmt(a_low)}-{_fmt(a_high)})",
+                    str(part["predicted"]),
+                    f"{part['confident_non_landmarks']}/{part['non_landmark_photos']}",
+                    _fmt(ceiling),
+                ]
+            )
+        lines += _table(header, rows)
+    return lines
 
 
 def write_results(run: str | Path) -> Path:

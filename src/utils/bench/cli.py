@@ -49,6 +49,7 @@ from pathlib import Path
 
 from utils.bench.demo import bench_demo, print_demo
 from utils.bench.feed import bench_feed, print_feed
+from utils.bench.gallery import bench_gallery, print_gallery
 from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, print_loader
 from utils.bench.metrics import bench_metrics, print_metrics
 from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
@@ -135,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
+    gal = sub.add_parser("gallery", help="leaderboard gallery: embedding rate, search at scale")
+    gal.add_argument("--sizes", default="100000,1580470", help="gallery sizes (comma-separated)")
+    gal.add_argument("--sides", default="96,256", help="image sides embedded (comma-separated)")
+    gal.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: default")
+    gal.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
     add_photos_argument(rec)
     rec.add_argument("--sizes", default="1000,10000", help="gallery sizes (comma-separated)")
@@ -220,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             global_max=args.global_max,
         )
         show = print_recognize
+    elif args.command == "gallery":
+        result = bench_gallery(
+            [int(n) for n in args.sizes.split(",") if n.strip()],
+            [int(n) for n in args.sides.split(",") if n.strip()],
+            args.threads,
+        )
+        show = print_gallery
     elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics

@@ -210,7 +210,8 @@ class FolderDataset(Dataset):
 
     ``on_broken``: ``raise`` (`ImageLoadError` naming the file) or ``drop`` (the item is
     ``None`` and readable items carry their row, ``(image, label, row)``, as in
-    `ManifestDataset`, so a batch job over e.g. test files keeps every id).
+    `ManifestDataset`, so a batch job over e.g. test files keeps every id). ``warn=False``
+    drops without a warning, for a caller that counts and reports the dropped rows itself.
     """
 
     def __init__(
@@ -220,6 +221,7 @@ class FolderDataset(Dataset):
         transform: Transform | None = None,
         min_side: int | None = None,
         on_broken: str = "raise",
+        warn: bool = True,
     ):
         if on_broken not in ("raise", "drop"):
             raise ValueError(f"on_broken must be raise or drop, not {on_broken!r}")
@@ -234,7 +236,7 @@ class FolderDataset(Dataset):
             paths = [Path(p) for p in source]
         self.paths = paths
         self.label, self.transform, self.min_side = label, transform, min_side
-        self.on_broken = on_broken
+        self.on_broken, self.warn = on_broken, warn
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -245,7 +247,8 @@ class FolderDataset(Dataset):
         except ImageLoadError as err:
             if self.on_broken == "raise":
                 raise
-            warnings.warn(f"{err}; left out", stacklevel=2)
+            if self.warn:
+                warnings.warn(f"{err}; left out", stacklevel=2)
             return None
         item = _apply(self.transform, image), self.label
         return (*item, index) if self.on_broken == "drop" else item

@@ -1,4 +1,4 @@
-"""GLDv2-Use manifests: the N most frequent landmarks, each split 80/10/10.
+"""GLDv2-Use manifests: the N most frequent landmarks (or all of them), each split 80/10/10.
 
 The report trains on the top-100 landmarks of GLDv2-clean, split 80/10/10, but left the ids of
 each set as a TODO; these files are those ids. A manifest folder holds ``train.csv``,
@@ -10,6 +10,10 @@ Split: within each class the ids are sorted, shuffled with a generator seeded by
 ``(seed, landmark_id)``, and cut into ``n_val = n_test = max(1, floor((n + 5) / 10))`` (10%
 rounded half up) and the rest for train, so every class is in all three
 splits and a class's split does not depend on which other classes were selected.
+
+``top = 0`` keeps every landmark (the leaderboard model's manifest): a class of the top-N keeps
+exactly its top-N split, so every top-N test id is a test id here; a class with fewer than
+`MIN_IMAGES_PER_CLASS` images cannot be split and goes to train only.
 """
 
 from __future__ import annotations
@@ -53,20 +57,36 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+ALL = 0  # ``top`` that keeps every landmark
+
+
 def top_classes(labels: pd.DataFrame, top: int) -> list[int]:
-    """The ``top`` most frequent ``landmark_id`` values, ties broken by the smaller id."""
+    """The ``top`` most frequent ``landmark_id`` values, ties broken by the smaller id.
+
+    ``top = ALL`` (0) returns every landmark, in the same order.
+    """
     counts = labels.groupby("landmark_id").size()
-    if top < 1:
-        raise ValueError(f"--top must be at least 1, got {top}")
+    if top < 0:
+        raise ValueError(f"--top must be at least 1, or 0 for every landmark; got {top}")
+    if top == ALL:
+        top = len(counts)
     if top > len(counts):
         raise ValueError(f"--top {top} is larger than the {len(counts)} classes in the data")
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [int(landmark) for landmark, _ in ranked[:top]]
 
 
-def split_class(ids: list[str], landmark_id: int, seed: int) -> dict[str, list[str]]:
-    """Split one class's ids 80/10/10 (see the module docstring for the exact rule)."""
+def split_class(
+    ids: list[str], landmark_id: int, seed: int, small: str = "error"
+) -> dict[str, list[str]]:
+    """Split one class's ids 80/10/10 (see the module docstring for the exact rule).
+
+    A class of fewer than `MIN_IMAGES_PER_CLASS` ids raises ValueError, or with
+    ``small="train"`` goes to train whole.
+    """
     n = len(ids)
+    if n < MIN_IMAGES_PER_CLASS and small == "train":
+        return {"train": sorted(ids), "val": [], "test": []}
     if n < MIN_IMAGES_PER_CLASS:
         raise ValueError(
             f"landmark {landmark_id} has {n} image(s); a class needs {MIN_IMAGES_PER_CLASS} "
@@ -86,14 +106,19 @@ def split_class(ids: list[str], landmark_id: int, seed: int) -> dict[str, list[s
 def build_manifests(
     root: str | Path, top: int = 100, seed: int = 42, source: str = "auto"
 ) -> Manifests:
-    """Select the ``top`` classes of the data root and split each 80/10/10."""
+    """Select the ``top`` classes of the data root (0: all) and split each 80/10/10."""
     labels, source_path = read_source(root, source)
     labels = labels.drop_duplicates("id")
     classes = top_classes(labels, top)
     rows: dict[str, list[tuple[str, int]]] = {name: [] for name in SPLITS}
     grouped = labels[labels["landmark_id"].isin(classes)].groupby("landmark_id")["id"]
     for landmark_id in classes:
-        parts = split_class(grouped.get_group(landmark_id).tolist(), landmark_id, seed)
+        parts = split_class(
+            grouped.get_group(landmark_id).tolist(),
+            landmark_id,
+            seed,
+            small="train" if top == ALL else "error",
+        )
         for name in SPLITS:
             rows[name] += [(image_id, landmark_id) for image_id in parts[name]]
     frames = {
@@ -112,6 +137,10 @@ def build_manifests(
         "counts": {name: len(frames[name]) for name in SPLITS},
         "split_rule": "per class: val=test=max(1,floor((n+5)/10)), train=rest",
     }
+    if top == ALL:  # top-N summaries keep their former keys, byte for byte
+        small = [c for c in classes if len(grouped.get_group(c)) < MIN_IMAGES_PER_CLASS]
+        summary["train_only_classes"] = small
+        summary["split_rule"] += f"; under {MIN_IMAGES_PER_CLASS} images: train only"
     return Manifests(summary=summary, **frames)
 
 

@@ -2,13 +2,20 @@
 
 `make_submission` reads the test ids (``sample_submission.csv``, else ``test/``), decides the
 kind of run (`utils.inference.testset.run_mode`: an interactive run predicts at most
-``interactive_limit`` ids), predicts with the chosen method inside the time budget
-(`utils.inference.predict`), gates the predictions with the chosen non-landmark detector, and
-writes one row per test id: ``id,landmarks`` with ``"<landmark> <confidence>"`` or empty (an
-unreadable image, a row the budget or the interactive limit left out, a rejected one). With
-``detector`` (a file saved by notebook 07, `utils.ood.load_detector`) every predicted row whose
-image the detector scores below its threshold (the saved one, or ``detector_threshold``) gets an
-empty prediction. The file is validated against the test ids before the report is returned.
+``interactive_limit`` ids), predicts with the chosen method inside the time budget and writes
+one row per test id: ``id,landmarks`` with ``"<landmark> <confidence>"`` or empty (an
+unreadable image, a row the budget or the interactive limit left out, a gated one). The file
+is validated against the test ids before the report is returned.
+
+``retrieval`` (the leaderboard job): the gallery is every image the data root's ``train.csv``
+(or ``train_clean.csv``) lists when the job runs (`utils.inference.gallery`; ``manifest``: the
+checkpoint's train split, as before), searched with faiss; every test photo keeps its nearest
+landmark, and its confidence is lowered by its similarity to known non-landmark photos
+(`utils.inference.ranking`). Where the data root ships ``test_solution.csv`` and ``tune`` is
+on, k, aggregation, penalty and gate are chosen on the tune part of the test ids and reported
+on the check part and on the whole (`utils.inference.tuning`). With ``detector`` (a file saved
+by notebook 07, `utils.ood.load_detector`) the gate is an option the tuning may take; without a
+solution to tune on, ``gate`` says whether to use it.
 """
 
 from __future__ import annotations
@@ -23,20 +30,21 @@ import numpy as np
 
 from utils.data.augment import eval_transform
 from utils.data.datasets import FolderDataset
-from utils.data.gldv2 import image_path, read_test_ids
+from utils.data.gldv2 import read_test_ids
 from utils.data.images import load_image
 from utils.data.manifests import read_manifests
+from utils.inference import tuning
 from utils.inference.budget import TimeBudget
-from utils.inference.predict import (
-    METHODS,
-    TestPredictions,
-    embed,
-    predict_classifier,
-    predict_retrieval,
-)
+from utils.inference.gallery import Gallery, embed_gallery, read_gallery_list
+from utils.inference.predict import METHODS, TestPredictions, embed, predict_classifier
+from utils.inference.ranking import RankSettings, rank, sorted_penalties
 from utils.inference.testset import run_mode, test_dataset
 from utils.metrics import NO_LANDMARK
 from utils.ood import load_detector
+from utils.ood.data import non_landmark_sources
+from utils.retrieval.index import INDEX_KINDS, EmbeddingIndex
+from utils.retrieval.local_features import RootSift
+from utils.retrieval.shortlist import rerank_retrieval
 from utils.submission import (
     read_solution,
     read_submission,
@@ -48,6 +56,7 @@ from utils.training.checkpoint import load_trained
 from utils.training.devices import autocast_dtype, resolve_device
 
 DETECTORS = ("none", "binary", "odin", "matching")  # "none", or a file saved by notebook 07
+GALLERIES = ("train", "clean", "manifest")
 KAGGLE_WORKING = Path("/kaggle/working")
 
 
@@ -59,11 +68,20 @@ class SubmissionConfig:
     checkpoint: str
     output: str  # the submission.csv to write
     method: str = "classifier"  # classifier | retrieval
-    manifest_dir: str = ""  # retrieval gallery (its train split); empty: the checkpoint's
-    k: int = 10  # neighbours per query (retrieval)
-    aggregation: str = "vote"  # top1 | vote | sum (retrieval)
+    gallery: str = "train"  # retrieval: train.csv | train_clean.csv at run time | manifest
+    manifest_dir: str = ""  # gallery "manifest": its train split; empty: the checkpoint's
+    image_size: int = 0  # retrieval: side of the embedded images; 0: the checkpoint's
+    index: str = "exact"  # retrieval: faiss index, exact | ivf | hnsw
+    k: int = 1  # neighbours per query (retrieval)
+    aggregation: str = "top1"  # top1 | vote | sum (retrieval)
+    penalty_k: int = 10  # non-landmark penalty: mean cosine to this many photos; 0: off
+    penalty_weight: float = 1.0  # confidence = score - weight * penalty
+    non_landmark_root: str = ""  # more non-landmark photos (Caltech101, CelebA, SUN397)
+    max_non_landmarks: int = 5000  # photos embedded for the penalty, at most
+    tune: bool = True  # choose k, aggregation, penalty, gate on the tune part (with a solution)
+    gate: bool = False  # retrieval: blank the photos the detector rejects (when not tuned)
     rerank_top: int = 0  # shortlist re-ranked with RootSIFT + RANSAC (retrieval; 0: off)
-    detector: str = "none"  # none, or the path of a detector saved by notebook 07
+    detector: str = "none"  # none, imagenet, or the path of a detector saved by notebook 07
     detector_threshold: float = float("nan")  # the detector's threshold; nan: the saved one
     time_budget_s: float = 0.0  # wall-clock for the whole job; 0: unlimited
     mode: str = "auto"  # auto | interactive | full
@@ -76,13 +94,26 @@ class SubmissionConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.detector != "none" and not Path(self.detector).is_file():
+        if self.detector not in ("none", "imagenet") and not Path(self.detector).is_file():
             raise ValueError(
-                f"detector must be 'none' or the path of a detector saved by notebook 07 "
+                "detector must be 'none', 'imagenet' or the path of a detector saved by "
+                f"notebook 07 "
                 f"(methods: {', '.join(DETECTORS[1:])}), not {self.detector!r}"
             )
         if self.k < 1 or self.batch_size < 1 or self.interactive_limit < 0:
             raise ValueError("k and batch_size must be >= 1, interactive_limit >= 0")
+        if self.gallery not in GALLERIES:
+            raise ValueError(f"gallery must be one of {GALLERIES}, not {self.gallery!r}")
+        if self.index not in INDEX_KINDS:
+            raise ValueError(f"index must be one of {INDEX_KINDS}, not {self.index!r}")
+        RankSettings(self.k, self.aggregation, self.penalty_k, self.penalty_weight, self.gate)
+
+    @property
+    def settings(self) -> RankSettings:
+        """The ranking settings given (used when the run is not tuned)."""
+        return RankSettings(
+            self.k, self.aggregation, self.penalty_k, self.penalty_weight, self.gate
+        )
 
 
 @dataclass
@@ -99,6 +130,8 @@ class SubmissionReport:
     not_attempted: int = 0  # ids beyond the interactive limit
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)  # validation (empty: valid)
+    notes: list[str] = field(default_factory=list)  # gallery, penalty, tuning, in words
+    details: dict = field(default_factory=dict)  # retrieval: settings, gallery, tuning scores
 
     def summary(self) -> str:
         """A few lines for a person."""
@@ -114,42 +147,191 @@ class SubmissionReport:
             f"rejected by the non-landmark detector: {self.rejected}; "
             f"left out by the time budget: {self.out_of_budget}; "
             f"beyond the interactive limit: {self.not_attempted}",
+            *self.notes,
             "valid" if not self.problems else "INVALID: " + "; ".join(self.problems),
         ]
         return "\n".join(lines)
 
 
-def _retrieval(cfg, model, config, dataset, device, budget, progress) -> TestPredictions:
-    """Embed the manifest's train split (the gallery) and the test set; kNN (+ re-rank)."""
-    manifest_dir = cfg.manifest_dir or config["manifest_dir"]
-    train = read_manifests(manifest_dir).train
-    paths = [image_path(cfg.data_root, i) for i in train["id"].astype(str)]
-    gallery = FolderDataset(
-        paths,
-        transform=eval_transform(config["image_size"], config["pipeline"]),
-        on_broken="drop",
+def _non_landmark_photos(cfg: SubmissionConfig) -> list[Path]:
+    """Known non-landmark photos: the data root's ``non_landmark/`` and ``non_landmark_root``.
+
+    At most ``max_non_landmarks``, spread evenly over each source's sorted files.
+    """
+    sources = non_landmark_sources(cfg.data_root, cfg.non_landmark_root or None)
+    paths = [p for name in sorted(sources) for p in sources[name]]
+    if len(paths) > cfg.max_non_landmarks > 0:
+        step = len(paths) / cfg.max_non_landmarks
+        paths = [paths[int(i * step)] for i in range(cfg.max_non_landmarks)]
+    return paths
+
+
+def _read_truth(data_root: str, ids: list[str]) -> np.ndarray | None:
+    """``(N,)`` each id's landmark (``NO_LANDMARK``: none) from ``test_solution.csv``, or None."""
+    path = Path(data_root) / "test_solution.csv"
+    if not path.is_file():
+        return None
+    solution = read_solution(path).set_index("id")["truth"]
+    return np.array(
+        [min(solution[i]) if i in solution.index and solution[i] else NO_LANDMARK for i in ids],
+        np.int64,
     )
-    gallery_emb, gallery_rows, _ = embed(
-        model, gallery, device, TimeBudget(), cfg.batch_size, cfg.workers, progress
-    )
-    labels = train["landmark_id"].to_numpy()[gallery_rows]
-    query_emb, query_rows, pred = embed(
-        model, dataset, device, budget, cfg.batch_size, cfg.workers, progress
-    )
-    return predict_retrieval(
-        query_emb,
-        query_rows,
-        pred,
-        gallery_emb,
-        labels,
-        cfg.k,
-        cfg.aggregation,
-        cfg.rerank_top,
-        dataset.paths,
-        [paths[r] for r in gallery_rows],
+
+
+def _gallery(cfg, model, config, transform, device, dtype, budget, progress) -> Gallery:
+    """The gallery of ``cfg.gallery`` (module docstring), embedded inside ``budget``."""
+    if cfg.gallery == "manifest":
+        listing = read_manifests(cfg.manifest_dir or config["manifest_dir"]).train
+    else:
+        listing = read_gallery_list(cfg.data_root, cfg.gallery)
+    return embed_gallery(
+        model,
+        cfg.data_root,
+        listing,
+        transform,
+        device,
         budget,
-        progress=progress,
+        cfg.batch_size,
+        cfg.workers,
+        dtype,
+        progress,
     )
+
+
+def _stage_budget(cfg: SubmissionConfig, budget: TimeBudget, share: float) -> TimeBudget:
+    """``share`` of what is left of the job's budget (unlimited stays unlimited)."""
+    if not cfg.time_budget_s:
+        return TimeBudget()
+    return TimeBudget(max(0.0, (cfg.time_budget_s - budget.elapsed()) * share))
+
+
+def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
+    """The leaderboard job of the module docstring: ``(predictions, gated, notes, details)``."""
+    size = cfg.image_size or config["image_size"]
+    transform = eval_transform(size, config["pipeline"])
+    photos = _non_landmark_photos(cfg) if cfg.penalty_k or cfg.tune else []
+    listed = len(read_gallery_list(cfg.data_root, cfg.gallery)) if cfg.gallery != "manifest" else 0
+    share = listed / max(1, listed + len(dataset) + len(photos)) if listed else 0.5
+    gallery = _gallery(
+        cfg, model, config, transform, device, dtype, _stage_budget(cfg, budget, share), progress
+    )
+    notes = [gallery.skips.summary()]
+    details = {
+        "gallery": {
+            "source": cfg.gallery,
+            "images": len(gallery),
+            "listed": gallery.skips.listed,
+            "missing": len(gallery.skips.missing),
+            "unreadable": len(gallery.skips.unreadable),
+            "out_of_budget": gallery.skips.out_of_budget,
+        },
+        "image_size": size,
+    }
+    queries = FolderDataset(dataset.paths, transform=transform, on_broken="drop")
+    query_emb, query_rows, pred = embed(
+        model, queries, device, budget, cfg.batch_size, cfg.workers, progress
+    )
+    if not len(gallery):
+        notes.append("no gallery image could be read: every row is written empty")
+        return pred, 0, notes, details
+    if not len(query_rows):
+        return pred, 0, notes, details
+    grid = tuning.settings_grid(gates=(False, True) if cfg.detector != "none" else (False,))
+    deepest = max([cfg.k, cfg.rerank_top] + [s.k for s in grid])
+    cosines, indices = EmbeddingIndex(gallery.embeddings, cfg.index).search(query_emb, deepest)
+    most = max([cfg.penalty_k] + [s.penalty_k for s in grid])
+    if photos:
+        nl_set = FolderDataset(photos, transform=transform, on_broken="drop", warn=False)
+        nl_emb, _, _ = embed(
+            model, nl_set, device, TimeBudget(), cfg.batch_size, cfg.workers, progress
+        )
+        top = sorted_penalties(query_emb, nl_emb, most)
+
+        def penalty_of(k: int) -> np.ndarray:
+            return top[:, : min(k, top.shape[1])].mean(axis=1) if k else np.zeros(len(top))
+
+        notes.append(f"non-landmark penalty: {len(nl_emb)} known non-landmark photos")
+        details["non_landmark_photos"] = len(nl_emb)
+    elif most > 0:
+        mass = load_detector("imagenet", cfg.device).score(
+            [load_image(dataset.paths[r]) for r in query_rows]
+        )
+
+        def penalty_of(k: int) -> np.ndarray:
+            return (1.0 - mass) if k else np.zeros(len(mass))
+
+        notes.append("non-landmark penalty: no non-landmark photos; 1 - the ImageNet landmark mass")
+        details["non_landmark_photos"] = 0
+    else:
+
+        def penalty_of(k: int) -> np.ndarray:
+            return np.zeros(len(query_rows))
+
+    accepted = None
+    if cfg.detector != "none":
+        limit = None if math.isnan(cfg.detector_threshold) else cfg.detector_threshold
+        detector = load_detector(cfg.detector, cfg.device)
+        accepted = np.concatenate(
+            [
+                detector.accepts(
+                    [load_image(dataset.paths[r]) for r in query_rows[i : i + 32]], limit
+                )
+                for i in range(0, len(query_rows), 32)
+            ]
+        )
+
+    def predict(settings: RankSettings):
+        return rank(
+            cosines, indices, gallery.labels, penalty_of(settings.penalty_k), settings, accepted
+        )
+
+    settings = cfg.settings
+    truth = _read_truth(cfg.data_root, [str(dataset.paths[r].stem) for r in query_rows])
+    if cfg.tune and truth is not None:
+        tune = tuning.tune_part([dataset.paths[r].stem for r in query_rows])
+        settings, table = tuning.choose(grid, predict, truth, tune)
+        landmarks, confidence = predict(settings)
+        known = np.isin(truth, gallery.labels)
+        details["tuning"] = {
+            "chosen": settings.as_dict(),
+            "grid": len(table),
+            "parts": {
+                name: tuning.scores(landmarks[m], confidence[m], truth[m], known[m])
+                for name, m in (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
+            },
+        }
+        check = details["tuning"]["parts"]["check"]
+        notes.append(
+            f"tuned on {int(tune.sum())} test ids: {settings}; check part "
+            f"({int((~tune).sum())} ids) GAP {check['gap']:.3f}"
+        )
+    landmarks, confidence = predict(settings)
+    details["settings"] = settings.as_dict()
+    if cfg.rerank_top > 0:
+        stage = _stage_budget(cfg, budget, 1.0)
+        extractor, chunk = RootSift(), 32
+        for start in range(0, len(query_rows), chunk):
+            part = slice(start, start + chunk)
+            if cfg.time_budget_s and not stage.allows(start, len(query_rows[part])):
+                break
+            labels, score, _ = rerank_retrieval(
+                [dataset.paths[r] for r in query_rows[part]],
+                gallery.paths,
+                gallery.labels,
+                cosines[part],
+                indices[part],
+                extractor,
+                cfg.rerank_top,
+                progress=progress,
+            )
+            landmarks[part] = np.where(landmarks[part] == NO_LANDMARK, NO_LANDMARK, labels)
+            penalty = penalty_of(settings.penalty_k)[part]
+            confidence[part] = np.where(
+                landmarks[part] == NO_LANDMARK, 0.0, score - settings.weight * penalty
+            )
+    gated = int((~accepted).sum()) if accepted is not None and settings.gate else 0
+    pred.landmarks[query_rows], pred.confidences[query_rows] = landmarks, confidence
+    return pred, gated, notes, details
 
 
 def gate(
@@ -188,15 +370,17 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
     precision = config.get("precision", "auto")
     dtype = autocast_dtype(device, bool(config.get("amp")), precision, config["model"])
     dataset = test_dataset(cfg.data_root, attempt, config["image_size"], config["pipeline"])
+    notes, details, rejected = [], {}, 0
     if cfg.method == "classifier":
         pred = predict_classifier(
             model, class_map, dataset, device, budget, cfg.batch_size, cfg.workers, dtype, progress
         )
+        if cfg.detector != "none":
+            rejected = gate(pred, dataset.paths, cfg.detector, cfg.detector_threshold, cfg.device)
     else:
-        pred = _retrieval(cfg, model, config, dataset, device, budget, progress)
-    rejected = 0
-    if cfg.detector != "none":
-        rejected = gate(pred, dataset.paths, cfg.detector, cfg.detector_threshold, cfg.device)
+        pred, rejected, notes, details = _retrieval(
+            cfg, model, config, dataset, device, dtype, budget, progress
+        )
     full = TestPredictions.empty(len(ids))
     full.landmarks[: len(attempt)] = pred.landmarks
     full.confidences[: len(attempt)] = pred.confidences
@@ -212,6 +396,8 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
         not_attempted=len(ids) - len(attempt),
         seconds=round(budget.elapsed(), 2),
         problems=validate_submission(path, test_ids=ids),
+        notes=notes,
+        details=details,
     )
 
 
@@ -250,13 +436,19 @@ def run_defaults(
     """``(checkpoint, detector)`` of notebook 08 when left to the run folder.
 
     An empty ``checkpoint`` takes the run's best network for retrieval by the embedded run's
-    Table 3: DOLG (``06_dolg/best.pt``), else EfficientNet-B2 (``04_train_effnet/best.pt``);
+    Table 3: the leaderboard model, EfficientNet-Lite2 fine-tuned from ImageNet on every
+    landmark (``04_train_effnet-lite2-imagenet/best.pt``), else DOLG (``06_dolg/best.pt``),
+    else EfficientNet-B2 (``04_train_effnet/best.pt``);
     ``detector="auto"`` takes the detector notebook 07 chose on validation
     (``07_ood/detector.pt``) when the run has one, else ``none``.
     """
     run = Path(run_dir)
     if not checkpoint:
-        found = [run / "06_dolg" / "best.pt", run / "04_train_effnet" / "best.pt"]
+        found = [
+            run / "04_train_effnet-lite2-imagenet" / "best.pt",
+            run / "06_dolg" / "best.pt",
+            run / "04_train_effnet" / "best.pt",
+        ]
         checkpoint = str(next((p for p in found if p.is_file()), found[-1]))
     if detector == "auto":
         saved = run / "07_ood" / "detector.pt"

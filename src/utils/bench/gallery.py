@@ -1,0 +1,129 @@
+"""The leaderboard gallery's cost: embedding rate here, search time and memory at GLDv2 sizes.
+
+Embedding: the leaderboard network (EfficientNet-Lite2 with its ImageNet weights, the
+architecture notebook 04's repeat fine-tunes; ``model.embed``, 1280-d) on random batches at
+each ``--sides``, images per second on this machine's CPU (network only; decoding is `bench
+loader`'s). Its ratio is against the smallest side, in the same run.
+
+Search: a gallery of ``N`` random unit vectors of the network's dimension and 1,000 queries near
+gallery rows (as `utils.bench.retrieval`): faiss exact inner product and IVF, queries per second,
+memory and recall@1 against exact; the time for a whole test set is the measured rate times its
+size (`TEST_SETS`: the public sample's 10,345 ids and GLDv2's 117,577 recognition test images),
+the search being linear in the queries.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from utils.bench.retrieval import noisy_queries
+from utils.retrieval import index as retrieval
+
+TEST_SETS = {"public sample": 10_345, "GLDv2 test": 117_577}
+GLDV2_CLEAN = 1_580_470
+
+
+def bench_embedding(sides=(96, 256), batch: int = 16, steps: int = 3, threads: int = 0) -> dict:
+    """Images per second of the leaderboard network's ``embed`` at each side (CPU, fp32)."""
+    from utils.models.backbones import build_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = build_model("efficientnet-lite2", num_classes=10, pretrained=False).eval()
+    out = {}
+    with torch.no_grad():
+        for side in sides:
+            x = torch.randn(batch, 3, side, side)
+            dim = model.embed(x).shape[1]  # warm-up
+            start = time.perf_counter()
+            for _ in range(steps):
+                model.embed(x)
+            out[side] = round(batch * steps / (time.perf_counter() - start), 1)
+    base = out[min(out)]
+    return {
+        "dim": int(dim),
+        "images_per_second": out,
+        "ratio_to_smallest": {s: round(r / base, 3) for s, r in out.items()},
+    }
+
+
+def _gallery(size: int, dim: int, seed: int) -> np.ndarray:
+    """``(size, dim)`` float32 random unit rows, drawn in chunks (bounded extra memory)."""
+    rng = np.random.default_rng(seed)
+    data = np.empty((size, dim), np.float32)
+    for start in range(0, size, 100_000):
+        block = rng.standard_normal((min(100_000, size - start), dim), dtype=np.float32)
+        data[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return data
+
+
+def bench_gallery_search(
+    size: int,
+    dim: int = 1280,
+    queries: int = 1000,
+    k: int = 10,
+    nlist: int = 4096,
+    nprobe: int = 32,
+    seed: int = 0,
+) -> dict:
+    """Exact and IVF search on one synthetic gallery size, projected to whole test sets."""
+    gallery = _gallery(size, dim, seed)
+    query = noisy_queries(gallery, queries, noise=0.75 / np.sqrt(dim), seed=seed + 1)
+    rows = {}
+    start = time.perf_counter()
+    exact_index = retrieval.EmbeddingIndex(gallery, "exact")
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    _, exact = exact_index.search(query, k)
+    search = time.perf_counter() - start
+    rows["faiss exact"] = {
+        "build_s": build,
+        "search_s": search,
+        "recall_at_1": 1.0,
+        "memory_gb": size * dim * 4 / 1e9,
+    }
+    del exact_index
+    start = time.perf_counter()
+    ivf = retrieval.EmbeddingIndex(gallery, "ivf", nlist, nprobe)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    _, approx = ivf.search(query, k)
+    search = time.perf_counter() - start
+    lists = ivf.index.nlist
+    rows[f"faiss IVF{lists}, nprobe {ivf.index.nprobe}"] = {
+        "build_s": build,
+        "search_s": search,
+        "recall_at_1": retrieval.recall_at_1(approx, exact),
+        "memory_gb": (size * (dim * 4 + 8) + lists * dim * 4) / 1e9,
+    }
+    for row in rows.values():
+        row["queries_per_second"] = queries / row["search_s"]
+        row["projected_s"] = {name: n / row["queries_per_second"] for name, n in TEST_SETS.items()}
+    return {"gallery": size, "dim": dim, "queries": queries, "methods": rows}
+
+
+def bench_gallery(sizes=(100_000, GLDV2_CLEAN), sides=(96, 256), threads: int = 0) -> dict:
+    """Both parts of the module docstring."""
+    return {
+        "embedding": bench_embedding(sides, threads=threads),
+        "search": [bench_gallery_search(n) for n in sizes],
+    }
+
+
+def print_gallery(result: dict) -> None:
+    """The two tables, as text."""
+    emb = result["embedding"]
+    print(f"leaderboard network (EfficientNet-Lite2, {emb['dim']}-d), CPU, network only:")
+    for side, rate in emb["images_per_second"].items():
+        print(f"  {side:>4} px  {rate:>8.1f} images/s  ratio {emb['ratio_to_smallest'][side]:.3f}")
+    for row in result["search"]:
+        print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries measured:")
+        for name, f in row["methods"].items():
+            projected = ", ".join(f"{n} {s / 60:.1f} min" for n, s in f["projected_s"].items())
+            print(
+                f"  {name:<26} {f['queries_per_second']:>8.1f} q/s  {f['memory_gb']:>6.2f} GB"
+                f"  build {f['build_s']:.1f} s  recall@1 {f['recall_at_1']:.3f}  ({projected})"
+            )
