@@ -194,6 +194,20 @@ def step_parameters(step: Step, parameters: dict) -> dict:
     return merged
 
 
+def adopt_manifests(parameters: dict, output_dir: Path) -> dict:
+    """The run's parameters, with the manifests a step wrote where the run had none.
+
+    A data root that is no mini dataset (the competition's folder) has no committed manifests:
+    the ``manifests`` (and ``manifests-all``) that notebook 02 writes become ``MANIFEST_DIR``
+    (and ``ALL_MANIFEST_DIR``) of the notebooks after it.
+    """
+    adopted = dict(parameters)
+    for name, folder in (("MANIFEST_DIR", "manifests"), ("ALL_MANIFEST_DIR", "manifests-all")):
+        if not adopted.get(name) and (output_dir / folder / "train.csv").is_file():
+            adopted[name] = str(output_dir / folder)
+    return adopted
+
+
 def plan_steps(notebooks: list[Path], out: Path, repeats: dict | None = None) -> list[Step]:
     """Where each notebook's executed copy, log and artefacts go; its `REPEATS` after it."""
     repeats = REPEATS if repeats is None else repeats
@@ -220,6 +234,7 @@ def run_pipeline(
         print(f"[{number}/{len(steps)}] {step.executed.name}", flush=True)
         start = time.perf_counter()
         run_notebook(step, step_parameters(step, parameters), cell_timeout, kernel_name, progress)
+        parameters = adopt_manifests(parameters, step.output_dir)
         print(
             f"[{number}/{len(steps)}] {step.executed.name} done in "
             f"{time.perf_counter() - start:.1f} s -> {step.executed}",

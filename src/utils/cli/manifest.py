@@ -14,7 +14,9 @@ def parser() -> argparse.ArgumentParser:
     """Options of the command."""
     p = argparse.ArgumentParser(prog="python -m utils manifest", description=__doc__)
     p.add_argument("--data-root", type=Path, default=None, help="default: Kaggle's folder")
-    p.add_argument("--top", type=int, default=100, help="number of most frequent landmarks; 0: every landmark")
+    p.add_argument(
+        "--top", type=int, default=100, help="number of most frequent landmarks; 0: every landmark"
+    )
     p.add_argument("--seed", type=int, default=42, help="seed of the per-class split")
     p.add_argument(
         "--source",

@@ -237,6 +237,7 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     if not len(query_rows):
         return pred, 0, notes, details
     grid = tuning.settings_grid(gates=(False, True) if cfg.detector != "none" else (False,))
+    grid = grid if cfg.tune else [cfg.settings]
     deepest = max([cfg.k, cfg.rerank_top] + [s.k for s in grid])
     cosines, indices = EmbeddingIndex(gallery.embeddings, cfg.index).search(query_emb, deepest)
     most = max([cfg.penalty_k] + [s.penalty_k for s in grid])
@@ -267,8 +268,10 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         def penalty_of(k: int) -> np.ndarray:
             return np.zeros(len(query_rows))
 
+    truth = _read_truth(cfg.data_root, [str(dataset.paths[r].stem) for r in query_rows])
+    tuned = cfg.tune and truth is not None
     accepted = None
-    if cfg.detector != "none":
+    if cfg.detector != "none" and (cfg.gate or tuned):  # the gate may be used
         limit = None if math.isnan(cfg.detector_threshold) else cfg.detector_threshold
         detector = load_detector(cfg.detector, cfg.device)
         accepted = np.concatenate(
@@ -286,8 +289,7 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         )
 
     settings = cfg.settings
-    truth = _read_truth(cfg.data_root, [str(dataset.paths[r].stem) for r in query_rows])
-    if cfg.tune and truth is not None:
+    if tuned:
         tune = tuning.tune_part([dataset.paths[r].stem for r in query_rows])
         settings, table = tuning.choose(grid, predict, truth, tune)
         landmarks, confidence = predict(settings)

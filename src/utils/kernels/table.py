@@ -90,7 +90,17 @@ TABLE: dict[str, KernelSpec] = {
     "03": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 224}),
     "04": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 260}),
     "05": KernelSpec(gpu=True, parameters=AFTER_04),
-    "06": KernelSpec(gpu=True, parameters={**TRAINING, "IMAGE_SIZE": 256, "RUN_DIR": Mount("03")}),
+    # 06 trains the leaderboard model: DOLG, sub-centre ArcFace, dynamic margins (the GLR
+    # winners' recipe) on every landmark of GLDv2-clean (02's all-landmark manifest)
+    "06": KernelSpec(
+        gpu=True,
+        parameters={
+            **TRAINING,
+            "MANIFEST_DIR": Output("02", "manifests-all"),
+            "IMAGE_SIZE": 256,
+            "RUN_DIR": Mount("03"),
+        },
+    ),
     # 07 reads 04's classifier (ODIN, matching) and trains its binary classifier on a T4
     "07": KernelSpec(
         gpu=True,
@@ -106,9 +116,10 @@ TABLE: dict[str, KernelSpec] = {
     "08": KernelSpec(
         gpu=True,
         parameters={
-            "MANIFEST_DIR": MANIFESTS,
-            "CHECKPOINT": Output("06", "best.pt"),  # DOLG: the best retrieval network of Table 3
+            # the gallery is the competition's train.csv at run time, not a manifest
+            "CHECKPOINT": Output("06", "best.pt"),  # DOLG on every landmark (06's kernel)
             "DETECTOR": Output("07", "detector.pt"),
+            "RUN_DIR": KAGGLE_WORKING,  # both set above: no repository path on Kaggle
             "TIME_BUDGET_S": 8 * 3600.0,  # well inside Kaggle's run-time limit
         },
     ),
