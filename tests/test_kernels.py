@@ -126,7 +126,7 @@ def test_kernel_metadata(folder):
         "05": ["02", "04"],
         "06": ["02", "03"],
         "07": ["04"],
-        "08": ["02", "06", "07"],
+        "08": ["06", "07"],  # the gallery is train.csv at run time: no manifest
     }[number]
     stems = {nb.name[:2]: nb.stem for nb in NOTEBOOKS}
     assert meta["kernel_sources"] == [f"{owner}/{table.kernel_slug(stems[n])}" for n in reads]

@@ -183,3 +183,18 @@ def test_set_parses_literals_and_strings():
     assert pipeline.parse_assignment("RESUME=True") == ("RESUME", True)
     with pytest.raises(ValueError, match="NAME=VALUE"):
         pipeline.parse_assignment("EPOCHS")
+
+
+def test_the_manifests_02_writes_become_the_run_s_when_it_has_none(tmp_path):
+    step_out = tmp_path / "02_preprocess"
+    for folder in ("manifests", "manifests-all"):
+        (step_out / folder).mkdir(parents=True)
+        (step_out / folder / "train.csv").write_text("id,landmark_id\n")
+    adopted = pipeline.adopt_manifests({"MANIFEST_DIR": "", "TOP": 100}, step_out)
+    assert adopted["MANIFEST_DIR"] == str(step_out / "manifests")
+    assert adopted["ALL_MANIFEST_DIR"] == str(step_out / "manifests-all")
+    kept = pipeline.adopt_manifests({"MANIFEST_DIR": "mine", "ALL_MANIFEST_DIR": "all"}, step_out)
+    assert kept == {"MANIFEST_DIR": "mine", "ALL_MANIFEST_DIR": "all"}
+    assert pipeline.adopt_manifests({"MANIFEST_DIR": ""}, tmp_path / "01_eda") == {
+        "MANIFEST_DIR": ""
+    }

@@ -31,8 +31,13 @@ def _gradio():
     """Gradio, imported with its analytics off (it reads the setting when imported)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import gradio
-
+    try:
+        import gradio
+    except ImportError as err:
+        raise ImportError(
+            "the demo needs gradio, an extra: pip install 'landmark-recognition[demo]' "
+            "(or make install)"
+        ) from err
     return gradio
 
 
