@@ -61,7 +61,8 @@ def test_08_writes_a_valid_submission_with_every_test_id(tiny_run, tiny_root):
     assert report["checkpoint"].endswith("04_train_effnet-lite2-imagenet/best.pt")
     assert report["method"] == "retrieval" and report["detector"].endswith("07_ood/detector.pt")
     details = report["details"]
-    assert details["gallery"]["images"] == len(pd.read_csv(tiny_root / "train.csv"))
+    listed = pd.read_csv(tiny_root / "train.csv")["id"].nunique()
+    assert details["gallery"]["images"] == details["gallery"]["listed"] == listed
     assert set(details["tuning"]["parts"]) == {"tune", "check", "whole"}
     predicted = int((frame["landmark_id"] >= 0).sum())
     assert len(frame) == len(ids) and predicted + report["rejected"] == len(ids)
