@@ -142,9 +142,14 @@ def test_the_pipeline_repeats_04_as_lite2_fine_tuned_from_imagenet(tiny_run):
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "efficientnet-lite2" and config["pretrained"]
     assert config["epochs"] == TINY_OVERRIDES["EPOCHS"]  # the run's parameters win
+    summary = json.loads((Path(config["manifest_dir"]) / "summary.json").read_text())
+    assert summary["top"] == 0  # every landmark: 02's manifests-all, adopted by the runner
     metrics = json.loads((out / "test_metrics.json").read_text())
-    line = f"| efficientnet-lite2 | ImageNet | 2 | classifier | {metrics['accuracy']:.3f} |"
-    assert line in (tiny_run / "results.md").read_text()
+    classes = f"all {summary['num_classes']}"
+    accuracy = f"{metrics['accuracy']:.3f}"
+    line = f"| efficientnet-lite2 | ImageNet | {classes} | 2 | classifier | {accuracy} |"
+    text = (tiny_run / "results.md").read_text()
+    assert line in text and "classifier, on the top-5 test ids" in text
 
 
 @pytest.mark.notebook
@@ -190,7 +195,9 @@ def test_results_md_is_filled_from_the_run(tiny_run):
     assert text == render(tiny_run)
     resnet = json.loads((tiny_run / "03_train_resnet" / "test_metrics.json").read_text())
     rows = text.splitlines()
-    row = next(line for line in rows if line.startswith("| resnet50 | scratch | 2 | classifier"))
+    row = next(
+        line for line in rows if line.startswith("| resnet50 | scratch | 5 | 2 | classifier")
+    )
     assert f"| {resnet['accuracy']:.3f} | {resnet['gap']:.3f} |" in row
     assert "re-ranked top-3, RootSIFT" in text and "## Submission" in text
     assert "GAP over the whole test set" in text

@@ -140,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     gal.add_argument("--sizes", default="100000,1580470", help="gallery sizes (comma-separated)")
     gal.add_argument("--sides", default="96,256", help="image sides embedded (comma-separated)")
     gal.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: default")
+    gal.add_argument("--queries", type=int, default=1000, help="queries measured per gallery")
+    gal.add_argument("--ivf-max", type=int, default=200_000, help="largest gallery given IVF")
     gal.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
     add_photos_argument(rec)
@@ -231,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             [int(n) for n in args.sizes.split(",") if n.strip()],
             [int(n) for n in args.sides.split(",") if n.strip()],
             args.threads,
+            args.queries,
+            args.ivf_max,
         )
         show = print_gallery
     elif args.command == "metrics":

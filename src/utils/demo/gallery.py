@@ -35,7 +35,12 @@ from utils.retrieval.recognize import SHORTLIST, Recognizer, build_recognizer
 from utils.retrieval.vocabulary import file_key
 from utils.training import checkpoint as checkpoints
 
-CHECKPOINTS = ("06_dolg/best.pt", "04_train_effnet/best.pt")  # what makes a folder a run
+# what makes a folder a run
+CHECKPOINTS = (
+    "04_train_effnet-lite2-imagenet/best.pt",
+    "06_dolg/best.pt",
+    "04_train_effnet/best.pt",
+)
 
 
 def set_threads(threads: int) -> None:
