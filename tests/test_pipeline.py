@@ -90,10 +90,10 @@ def test_an_all_landmark_repeat_gets_top_0_and_the_all_landmark_manifest(tmp_pat
     assert pipeline.step_parameters(plain, run) == run
 
 
-def test_default_parameters_offer_the_committed_all_landmark_manifest():
-    params = pipeline.default_parameters(
-        pipeline.REPO / "data" / "minigld-default", "default", None
-    )
+def test_default_parameters_offer_the_committed_all_landmark_manifest(tiny_root, monkeypatch):
+    assert pipeline.default_parameters(tiny_root, "tiny", None)["ALL_MANIFEST_DIR"] == ""
+    monkeypatch.setattr(pipeline.minigld, "profile_of", lambda root: "default")
+    params = pipeline.default_parameters(tiny_root, "default", None)
     assert params["ALL_MANIFEST_DIR"].endswith("data_manifests/minigld-default-all")
 
 
