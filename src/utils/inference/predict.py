@@ -1,15 +1,12 @@
-"""Predict the test set with a trained checkpoint: classifier or retrieval (+ re-ranking).
+"""Predict the test set with a trained checkpoint: the classifier, or the test embeddings.
 
-Both methods read the test images in order, in batches, while a `TimeBudget` allows the next
-batch; each returns `TestPredictions` for all ``N`` rows: a landmark id (``NO_LANDMARK`` where
-nothing was predicted) and a confidence, plus which rows were unreadable and how many the
-budget left out.
+Both read the test images in order, in batches, while a `TimeBudget` allows the next batch, and
+record in `TestPredictions` for all ``N`` rows a landmark id (``NO_LANDMARK`` where nothing was
+predicted) and a confidence, plus which rows were unreadable and how many the budget left out.
 
 - ``classifier``: softmax of the head, ``landmark = argmax_c p_c``, ``confidence = max_c p_c``.
-- ``retrieval``: unit embeddings ``(N, D)`` of the test images against those of the manifest's
-  train split (faiss, exact inner product), ``k`` neighbours aggregated (`aggregate`: top-1
-  cosine or a vote); with ``rerank_top`` > 0 the shortlist is re-ranked by RootSIFT + RANSAC
-  (`utils.retrieval.shortlist`), confidence ``cos + min(inliers, 20) / 20``.
+- ``embed``: unit embeddings ``(M, D)`` of the rows read, for retrieval
+  (`utils.inference.submit`: the gallery, the ranking and the optional RootSIFT re-ranking).
 """
 
 from __future__ import annotations
@@ -25,9 +22,6 @@ from tqdm.auto import tqdm
 from utils.data.datasets import ClassMap, FolderDataset, drop_broken_collate, make_loader
 from utils.inference.budget import TimeBudget
 from utils.metrics import NO_LANDMARK
-from utils.retrieval.index import EmbeddingIndex, aggregate
-from utils.retrieval.local_features import RootSift
-from utils.retrieval.shortlist import rerank_retrieval
 
 METHODS = ("classifier", "retrieval")
 
@@ -129,57 +123,3 @@ def embed(
     if not chunks:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), pred
     return np.concatenate(chunks).astype(np.float32), np.concatenate(done), pred
-
-
-def predict_retrieval(
-    query_emb: np.ndarray,
-    query_rows: np.ndarray,
-    pred: TestPredictions,
-    gallery_emb: np.ndarray,
-    gallery_labels: np.ndarray,
-    k: int = 10,
-    how: str = "vote",
-    rerank_top: int = 0,
-    query_paths=None,
-    gallery_paths=None,
-    budget: TimeBudget | None = None,
-    chunk: int = 32,
-    progress: bool = True,
-) -> TestPredictions:
-    """The ``retrieval`` method of the module docstring, filling ``pred`` in place.
-
-    With ``rerank_top``, queries are re-ranked in chunks while the budget allows; a query the
-    budget leaves out keeps its global-retrieval prediction.
-    """
-    if not len(query_rows):
-        return pred
-    cosines, indices = EmbeddingIndex(gallery_emb).search(query_emb, k)
-    labels, confidence = aggregate(cosines, indices, gallery_labels, how)
-    pred.landmarks[query_rows], pred.confidences[query_rows] = labels, confidence
-    if rerank_top <= 0:
-        return pred
-    if budget is not None and budget.seconds:  # what is left of it, for this stage alone
-        left = budget.seconds - budget.elapsed()
-        if left <= 0:
-            return pred
-        stage = TimeBudget(left)
-    else:
-        stage = TimeBudget()
-    extractor = RootSift()
-    for start in range(0, len(query_rows), chunk):
-        part = slice(start, start + chunk)
-        if not stage.allows(start, len(query_rows[part])):
-            break
-        labels, confidence, _ = rerank_retrieval(
-            [query_paths[r] for r in query_rows[part]],
-            gallery_paths,
-            gallery_labels,
-            cosines[part],
-            indices[part],
-            extractor,
-            rerank_top,
-            progress=progress,
-        )
-        pred.landmarks[query_rows[part]] = labels
-        pred.confidences[query_rows[part]] = confidence
-    return pred

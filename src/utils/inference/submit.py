@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from utils.data.augment import eval_transform
 from utils.data.datasets import FolderDataset
@@ -35,7 +36,7 @@ from utils.data.images import load_image
 from utils.data.manifests import read_manifests
 from utils.inference import tuning
 from utils.inference.budget import TimeBudget
-from utils.inference.gallery import Gallery, embed_gallery, read_gallery_list
+from utils.inference.gallery import embed_gallery, read_gallery_list
 from utils.inference.predict import METHODS, TestPredictions, embed, predict_classifier
 from utils.inference.ranking import RankSettings, rank, sorted_penalties
 from utils.inference.testset import run_mode, test_dataset
@@ -178,24 +179,11 @@ def _read_truth(data_root: str, ids: list[str]) -> np.ndarray | None:
     )
 
 
-def _gallery(cfg, model, config, transform, device, dtype, budget, progress) -> Gallery:
-    """The gallery of ``cfg.gallery`` (module docstring), embedded inside ``budget``."""
+def _gallery_listing(cfg, config) -> pd.DataFrame:
+    """``id, landmark_id`` of the gallery of ``cfg.gallery`` (module docstring)."""
     if cfg.gallery == "manifest":
-        listing = read_manifests(cfg.manifest_dir or config["manifest_dir"]).train
-    else:
-        listing = read_gallery_list(cfg.data_root, cfg.gallery)
-    return embed_gallery(
-        model,
-        cfg.data_root,
-        listing,
-        transform,
-        device,
-        budget,
-        cfg.batch_size,
-        cfg.workers,
-        dtype,
-        progress,
-    )
+        return read_manifests(cfg.manifest_dir or config["manifest_dir"]).train
+    return read_gallery_list(cfg.data_root, cfg.gallery)
 
 
 def _stage_budget(cfg: SubmissionConfig, budget: TimeBudget, share: float) -> TimeBudget:
@@ -210,10 +198,20 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     size = cfg.image_size or config["image_size"]
     transform = eval_transform(size, config["pipeline"])
     photos = _non_landmark_photos(cfg) if cfg.penalty_k or cfg.tune else []
-    listed = len(read_gallery_list(cfg.data_root, cfg.gallery)) if cfg.gallery != "manifest" else 0
+    listing = _gallery_listing(cfg, config)  # read once: 1.58M rows on Kaggle
+    listed = len(listing) if cfg.gallery != "manifest" else 0
     share = listed / max(1, listed + len(dataset) + len(photos)) if listed else 0.5
-    gallery = _gallery(
-        cfg, model, config, transform, device, dtype, _stage_budget(cfg, budget, share), progress
+    gallery = embed_gallery(
+        model,
+        cfg.data_root,
+        listing,
+        transform,
+        device,
+        _stage_budget(cfg, budget, share),
+        cfg.batch_size,
+        cfg.workers,
+        dtype,
+        progress,
     )
     notes = [gallery.skips.summary()]
     details = {
@@ -292,7 +290,8 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     if tuned:
         tune = tuning.tune_part([dataset.paths[r].stem for r in query_rows])
         settings, table = tuning.choose(grid, predict, truth, tune)
-        landmarks, confidence = predict(settings)
+    landmarks, confidence = predict(settings)
+    if tuned:
         known = np.isin(truth, gallery.labels)
         details["tuning"] = {
             "chosen": settings.as_dict(),
@@ -307,7 +306,6 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
             f"tuned on {int(tune.sum())} test ids: {settings}; check part "
             f"({int((~tune).sum())} ids) GAP {check['gap']:.3f}"
         )
-    landmarks, confidence = predict(settings)
     details["settings"] = settings.as_dict()
     if cfg.rerank_top > 0:
         stage = _stage_budget(cfg, budget, 1.0)
