@@ -1,6 +1,7 @@
 """Competition inference: run modes, the time budget, and notebook 08's submission."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -240,12 +241,17 @@ def test_an_empty_gallery_writes_a_valid_submission_of_empty_rows(tiny_run, tiny
     assert "no gallery image could be read: every row is written empty" in report.summary()
 
 
-def test_inside_kaggle_is_read_from_the_environment_not_the_folder(tmp_path, monkeypatch):
+def test_inside_kaggle_is_read_from_the_environment_not_the_folder(tmp_path):
     from utils.inference import submit
 
-    monkeypatch.setattr(submit, "KAGGLE_WORKING", tmp_path)  # the folder exists
-    assert not submit.inside_kaggle({})
-    assert submit.default_output(tmp_path / "run", {}) == tmp_path / "run" / "submission.csv"
+    SUBMISSION = "submission.csv"
+    (tmp_path / "working").mkdir()  # an emulated /kaggle/working exists, but no kernel runs
+    emulated = {"LANDMARK_KAGGLE_ROOT": str(tmp_path)}
+    assert not submit.inside_kaggle(emulated)
+    expected = tmp_path / "run" / SUBMISSION
+    assert submit.default_output(tmp_path / "run", emulated) == expected
     kernel = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
     assert submit.inside_kaggle(kernel)
-    assert submit.default_output(tmp_path / "run", kernel) == tmp_path / "submission.csv"
+    assert submit.default_output(tmp_path / "run", kernel) == Path("/kaggle/working") / SUBMISSION
+    kernel["LANDMARK_KAGGLE_ROOT"] = str(tmp_path)  # the dry run's emulated /kaggle
+    assert submit.default_output(tmp_path / "run", kernel) == tmp_path / "working" / SUBMISSION

@@ -132,6 +132,8 @@ def test_kernel_metadata(folder):
     assert meta["kernel_sources"] == [f"{owner}/{table.kernel_slug(stems[n])}" for n in reads]
     weights = f"{owner}/{table.WEIGHTS_DATASET}" in meta["dataset_sources"]
     assert weights is (number in ("03", "04", "06"))
+    # the competition has no non-landmark photo: 07 attaches a public dataset of them
+    assert (table.NON_LANDMARK_DATASET in meta["dataset_sources"]) is (number == "07")
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)

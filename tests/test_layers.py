@@ -1,9 +1,9 @@
 """The package's floors: a module imports only its own floor and the floors below it.
 
-Floors (low to high): the ground (``data/``, ``metrics``, ``submission``), then ``minigld/``
-and ``models/``, ``training/``, ``retrieval/``, ``ood/``, ``inference/``, and the faces (``bench/``,
-``pipeline``, ``plots``, ``cli/``, ``kernels``, ``demo``, ``__main__``). Every import is
-checked, those inside functions too.
+Floors (low to high): the ground (``data/``, ``metrics``, ``submission``, ``kaggle_paths``),
+then ``minigld/`` and ``models/``, ``training/``, ``retrieval/``, ``ood/``, ``inference/``, and
+the faces (``bench/``, ``pipeline``, ``plots``, ``cli/``, ``kernels``, ``demo``, ``__main__``).
+Every import is checked, those inside functions too.
 """
 
 import ast
@@ -16,6 +16,7 @@ FLOORS = {
     "data": 0,
     "metrics": 0,
     "submission": 0,
+    "kaggle_paths": 0,
     "minigld": 1,
     "models": 1,
     "training": 2,

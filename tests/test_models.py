@@ -5,7 +5,6 @@ import torch
 from torchvision import models as tv
 
 from utils.models import WeightsError, build_model, find_weights, load_state_dict_file
-from utils.models import weights as weights_module
 
 
 @pytest.mark.parametrize(
@@ -89,7 +88,7 @@ def test_pretrained_found_in_the_hub_cache(tmp_path, monkeypatch):
 
 def test_missing_weights_name_the_file_and_places(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(weights_module, "KAGGLE_INPUT", tmp_path / "no-kaggle")
+    monkeypatch.setenv("LANDMARK_KAGGLE_ROOT", str(tmp_path / "no-kaggle"))
     with pytest.raises(WeightsError) as info:
         build_model("resnet50", 3, pretrained=True)
     message = str(info.value)

@@ -212,6 +212,21 @@ def test_binary_task_uses_bce_and_keeps_the_landmark_task(tmp_path):
         trainer.TrainConfig(**common, task="multi")
 
 
+def test_sources_are_found_inside_kaggle_dataset_mounts_and_not_too_deep(tiny_root, tmp_path):
+    kaggle_input = tmp_path / "input"  # /kaggle/input: one folder per attached dataset
+    blank = np.full((24, 24, 3), 90, np.uint8)
+    for folder in (
+        "celeba-dataset/img_align_celeba/img_align_celeba",  # CelebA as Kaggle nests it
+        "caltech/a/b/c/101_ObjectCategories/chair",  # four levels down: not looked at
+    ):
+        (kaggle_input / folder).mkdir(parents=True)
+        cv2.imwrite(str(kaggle_input / folder / "000001.jpg"), blank)
+    sources = ood_data.non_landmark_sources(tiny_root, kaggle_input)
+    assert set(sources) == {"embedded", "celeba"}
+    assert sources["celeba"][0].parent.name == "img_align_celeba"
+    assert ood_data.non_landmark_sources(tmp_path / "no-such-root", tmp_path / "none") == {}
+
+
 def test_sources_and_the_balanced_split(tiny_root, tmp_path):
     extra = tmp_path / "extra"
     blank = np.full((24, 24, 3), 90, np.uint8)

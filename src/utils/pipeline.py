@@ -140,8 +140,12 @@ def run_notebook(
     cell_timeout: float | None = None,
     kernel_name: str | None = None,
     progress: bool = True,
+    cwd: Path | None = None,
 ) -> None:
-    """Execute one notebook; raise `NotebookFailure` on a failing or timed-out cell."""
+    """Execute one notebook; raise `NotebookFailure` on a failing or timed-out cell.
+
+    The kernel starts in ``cwd`` (default: the notebook's folder).
+    """
     declared = papermill.inspect_notebook(str(step.notebook))
     given = {k: v for k, v in parameters.items() if k in declared}
     given["OUTPUT_DIR"] = str(step.output_dir) if "OUTPUT_DIR" in declared else None
@@ -161,7 +165,7 @@ def run_notebook(
             kernel_manager_class=IPCKernelManager,
             progress_bar=progress,
             log_output=True,
-            cwd=str(step.notebook.parent),
+            cwd=str(cwd or step.notebook.parent),
             execution_timeout=cell_timeout,
         )
     except PapermillExecutionError as err:

@@ -40,6 +40,7 @@ from utils.inference.gallery import embed_gallery, read_gallery_list
 from utils.inference.predict import METHODS, TestPredictions, embed, predict_classifier
 from utils.inference.ranking import RankSettings, rank, sorted_penalties
 from utils.inference.testset import run_mode, test_dataset
+from utils.kaggle_paths import kaggle_path
 from utils.metrics import NO_LANDMARK
 from utils.ood import load_detector
 from utils.ood.data import non_landmark_sources
@@ -58,7 +59,6 @@ from utils.training.devices import autocast_dtype, resolve_device
 
 DETECTORS = ("none", "binary", "odin", "matching")  # "none", or a file saved by notebook 07
 GALLERIES = ("train", "clean", "manifest")
-KAGGLE_WORKING = Path("/kaggle/working")
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,7 @@ def default_output(output_dir: str | Path, environ: Mapping[str, str] | None = N
 
     Kaggle scores the ``submission.csv`` in its working folder (`inside_kaggle`).
     """
-    base = KAGGLE_WORKING if inside_kaggle(environ) else Path(output_dir)
+    base = kaggle_path("working", environ) if inside_kaggle(environ) else Path(output_dir)
     return base / "submission.csv"
 
 

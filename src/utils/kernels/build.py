@@ -116,10 +116,11 @@ def metadata(
     weights: bool,
     package_dataset: str = PACKAGE_DATASET,
     weights_dataset: str = WEIGHTS_DATASET,
+    extra: tuple[str, ...] = (),
 ) -> dict:
-    """The ``kernel-metadata.json`` of the kernel of notebook ``stem``."""
+    """The ``kernel-metadata.json`` of the kernel of notebook ``stem`` (``extra``: datasets)."""
     slug = kernel_slug(stem)
-    datasets = [package_dataset] + ([weights_dataset] if weights else [])
+    datasets = [package_dataset] + ([weights_dataset] if weights else []) + list(extra)
     meta = {
         "id": f"{owner}/{slug}",
         "title": kernel_title(slug),
@@ -206,7 +207,15 @@ def build_kernels(
         folder.mkdir(exist_ok=True)
         prepare_notebook(notebook, folder / notebook.name, parameters, install)
         meta = metadata(
-            notebook.stem, owner, spec.gpu, reads, stems, weights, package_dataset, weights_dataset
+            notebook.stem,
+            owner,
+            spec.gpu,
+            reads,
+            stems,
+            weights,
+            package_dataset,
+            weights_dataset,
+            spec.datasets,
         )
         text = json.dumps(meta, indent=2) + "\n"
         (folder / METADATA_FILE).write_text(text, encoding="utf-8")

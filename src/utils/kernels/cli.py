@@ -1,10 +1,12 @@
-"""``python -m utils kernels build|dataset|push|status|output``: the notebooks as Kaggle kernels.
+"""``python -m utils kernels build|dataset|dryrun|params|push|status|output``: Kaggle kernels.
 
 ``build`` writes ``kernels/NN_name/`` for every numbered notebook; ``dataset`` builds the
-package dataset folder (``build/kaggle-dataset``); ``push``, ``status`` and ``output`` run
-``kaggle kernels push/status/output`` on one kernel, named by number (``05``), folder
-(``05_delf_rerank``) or slug, with the owner replaced by yours (``KAGGLE_USERNAME``,
-kaggle.json or ``--owner``) when the committed placeholder is there.
+package dataset folder (``build/kaggle-dataset``); ``dryrun`` runs the committed kernels here
+as Kaggle would (`utils.kernels.dryrun`); ``params`` prints a kernel's Kaggle values as JSON,
+which papermill's ``-f`` reads (its ``-p`` alone replaces the whole injected cell). ``push``,
+``status`` and ``output`` run ``kaggle kernels push/status/output`` on one kernel, named by
+number (``05``), folder (``05_delf_rerank``) or slug, with the owner replaced by yours
+(``KAGGLE_USERNAME``, kaggle.json or ``--owner``) when the committed placeholder is there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from utils.kernels import build, dataset
+from utils import minigld
+from utils.kernels import build, dataset, dryrun
 from utils.kernels.table import (
     PACKAGE_DATASET,
     PLACEHOLDER_OWNER,
@@ -25,6 +28,7 @@ from utils.kernels.table import (
     check_owner,
     default_owner,
 )
+from utils.pipeline import parse_assignment
 
 REPO = Path(__file__).resolve().parents[3]
 PROG = "python -m utils kernels"
@@ -69,6 +73,53 @@ def parser() -> argparse.ArgumentParser:
         "--package-only",
         action="store_true",
         help="only this package's wheel (offline; no wheels from PyPI)",
+    )
+
+    r = sub.add_parser(
+        "dryrun",
+        help="run the committed kernels here as Kaggle runs them (emulated /kaggle, CPU)",
+    )
+    r.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="the competition folder, or a mini dataset (default: the tiny profile's)",
+    )
+    r.add_argument("--root", type=Path, default=REPO / "outputs" / "dryrun", help="emulated roots")
+    r.add_argument("--kernels", type=Path, default=REPO / "kernels", help="kernels folder")
+    r.add_argument("--only", default="", help="comma-separated numbers; the others' outputs kept")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter; every other Kaggle value stays (default: CPU, 1 epoch)",
+    )
+    r.add_argument("--wheels", type=Path, default=None, help="package dataset folder to check")
+    r.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="REF=PATH",
+        help="mount PATH as the declared dataset REF (owner/slug)",
+    )
+    r.add_argument(
+        "--detach",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="run as if the metadata did not list REF (e.g. no non-landmark dataset)",
+    )
+    r.add_argument("--no-rerun", action="store_true", help="skip 08's re-run on another test set")
+
+    v = sub.add_parser(
+        "params",
+        help="a kernel's Kaggle values for papermill -f (JSON, which is YAML), with --set",
+    )
+    v.add_argument("name", help="kernel: number (05), folder (05_delf_rerank) or slug")
+    v.add_argument("--kernels", type=Path, default=REPO / "kernels", help="kernels folder")
+    v.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="override one value"
     )
 
     for name, help_ in (
@@ -151,6 +202,35 @@ def _push(args: argparse.Namespace) -> int:
         return _kaggle(["kernels", "push", "-p", str(staged), *accelerator])
 
 
+def _dryrun(args: argparse.Namespace) -> int:
+    data_root = args.data_root
+    if data_root is None:
+        data_root = REPO / "data" / "minigld-tiny"
+        minigld.ensure(data_root, "tiny")
+    overrides = {**dryrun.CPU_OVERRIDES, **dict(parse_assignment(item) for item in args.set)}
+    datasets = {}
+    for item in args.dataset:
+        ref, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--dataset {item!r}: expected REF=PATH")
+        datasets[ref] = Path(path)
+    only = [n.strip().zfill(2) for n in args.only.split(",") if n.strip()]
+    runs = dryrun.dry_run(
+        args.kernels,
+        data_root,
+        args.root,
+        overrides,
+        only or None,
+        args.wheels,
+        datasets,
+        tuple(args.detach),
+        rerun=not args.no_rerun,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(dryrun.table(runs))
+    return 0 if runs and all(run.ok for run in runs) else 1
+
+
 def _ref(args: argparse.Namespace) -> tuple[Path, str]:
     folder = find_kernel(args.name, args.kernels)
     meta = with_owner(json.loads((folder / build.METADATA_FILE).read_text()), _owner(args))
@@ -184,6 +264,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.action == "push":
             return _push(args)
+        if args.action == "dryrun":
+            return _dryrun(args)
+        if args.action == "params":
+            folder = find_kernel(args.name, args.kernels)
+            values = dryrun.injected_values(folder / f"{folder.name}.ipynb")
+            values.update(parse_assignment(item) for item in args.set)
+            print(json.dumps(values, indent=2))  # JSON is YAML: papermill -f reads it
+            return 0
         folder, ref = _ref(args)
         if args.action == "status":
             return _kaggle(["kernels", "status", ref])

