@@ -74,16 +74,14 @@ def test_the_rerun_gets_a_row_per_new_test_id_from_the_train_set_present(chain, 
     assert gallery["images"] == len(listed) - 2
 
 
-def test_without_a_non_landmark_dataset_07_saves_the_imagenet_detector_and_08_uses_it(
-    chain, tiny_root
-):
+def test_without_a_non_landmark_dataset_07_saves_the_imagenet_detector(chain, tiny_root):
     root, _ = chain
     runs = dryrun.dry_run(
         KERNELS,
         tiny_root,  # its non_landmark/ stays outside the stripped competition folder
         root,
         OVERRIDES,
-        only=["07", "08"],
+        only=["07"],  # 08 loads whatever detector.pt 07 wrote (asserted below)
         detach=(NON_LANDMARK_DATASET,),
         rerun=False,
         log=lambda line: None,
@@ -94,7 +92,6 @@ def test_without_a_non_landmark_dataset_07_saves_the_imagenet_detector_and_08_us
     detectors = json.loads((out / "detectors.json").read_text())
     assert list(detectors) == ["imagenet"] and detectors["imagenet"]["evaluated"] is False
     assert "no non-landmark photos" in detectors["imagenet"]["note"]
-    assert (root / "08_submission" / "kaggle" / "working" / "submission.csv").is_file()
 
 
 def test_a_missing_declared_source_names_the_source_and_the_kernel(tiny_root, tmp_path):
@@ -119,3 +116,22 @@ def test_params_prints_every_kaggle_value_with_the_override(capsys):
     assert values["DEVICE"] == "cpu"  # the override
     assert values["DATA_ROOT"] == "/kaggle/input/landmark-recognition-2021"  # kept
     assert values["NON_LANDMARK_ROOT"] == "/kaggle/input"
+
+
+def test_the_pipeline_runs_05_on_a_competition_folder_with_the_manifests_02_wrote(chain):
+    """``pipeline --data-root`` of a folder in the competition's layout: 02's manifests reach 05."""
+    from utils import pipeline
+
+    root, _ = chain
+    competition = root / "datasets" / "competition"  # the four entries only
+    parameters = pipeline.default_parameters(competition, "tiny", None)
+    assert parameters["MANIFEST_DIR"] == ""  # no committed manifests for such a folder
+    checkpoint = root / "04_train_effnet" / "kaggle" / "working" / "04_train_effnet" / "best.pt"
+    overrides = {**OVERRIDES, "TOP": 5, "CHECKPOINT": str(checkpoint)}
+    out = root / "pipeline-on-competition"
+    notebooks = pipeline.discover(REPO / "notebooks", ["02", "05"])
+    pipeline.run_pipeline(notebooks, {**parameters, **overrides}, out, progress=False)
+    results = json.loads((out / "05_delf_rerank" / "test_results.json").read_text())
+    assert results  # 05 ran on the manifests of 02 (its own MANIFEST_DIR was empty)
+    executed = (out / "05_delf_rerank.ipynb").read_text()
+    assert str(out / "02_preprocess" / "manifests") in executed
