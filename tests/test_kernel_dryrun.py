@@ -1,7 +1,7 @@
 """The committed kernels, run as Kaggle runs them (`utils.kernels.dryrun`) on the tiny profile.
 
 One dry run of the whole chain (each kernel in its own emulated ``/kaggle``, seeing only its
-declared sources, the competition stripped to its four entries), then 07 and 08 again without
+declared sources, the competition stripped to its four entries), then 07 again without
 the non-landmark dataset, as a user who attached none would run them.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import DRYRUN_OVERRIDES as OVERRIDES
 from utils.data.gldv2 import image_path, read_test_ids
 from utils.kernels import cli, dryrun
 from utils.kernels.table import NON_LANDMARK_DATASET
@@ -19,22 +20,11 @@ from utils.submission import read_submission, validate_submission
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELS = REPO / "kernels"
-# the suite's budget: the smallest crop and batch the networks take, cheap ODIN and 05 grids
-OVERRIDES = {
-    **dryrun.CPU_OVERRIDES,
-    "IMAGE_SIZE": 32,
-    "K": 5,
-    "TEMPERATURES": "1,1000",
-    "EPSILONS": "0,0.002",
-    "PENALTY_KS": "2,5",
-}
 
 
 @pytest.fixture(scope="module")
-def chain(tiny_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dryrun")
-    runs = dryrun.dry_run(KERNELS, tiny_root, root, OVERRIDES, log=lambda line: None)
-    return root, runs
+def chain(kernel_dryrun):
+    return kernel_dryrun
 
 
 def test_every_kernel_runs_as_on_kaggle_and_leaves_what_its_readers_expect(chain):
@@ -116,22 +106,3 @@ def test_params_prints_every_kaggle_value_with_the_override(capsys):
     assert values["DEVICE"] == "cpu"  # the override
     assert values["DATA_ROOT"] == "/kaggle/input/landmark-recognition-2021"  # kept
     assert values["NON_LANDMARK_ROOT"] == "/kaggle/input"
-
-
-def test_the_pipeline_runs_05_on_a_competition_folder_with_the_manifests_02_wrote(chain):
-    """``pipeline --data-root`` of a folder in the competition's layout: 02's manifests reach 05."""
-    from utils import pipeline
-
-    root, _ = chain
-    competition = root / "datasets" / "competition"  # the four entries only
-    parameters = pipeline.default_parameters(competition, "tiny", None)
-    assert parameters["MANIFEST_DIR"] == ""  # no committed manifests for such a folder
-    checkpoint = root / "04_train_effnet" / "kaggle" / "working" / "04_train_effnet" / "best.pt"
-    overrides = {**OVERRIDES, "TOP": 5, "CHECKPOINT": str(checkpoint)}
-    out = root / "pipeline-on-competition"
-    notebooks = pipeline.discover(REPO / "notebooks", ["02", "05"])
-    pipeline.run_pipeline(notebooks, {**parameters, **overrides}, out, progress=False)
-    results = json.loads((out / "05_delf_rerank" / "test_results.json").read_text())
-    assert results  # 05 ran on the manifests of 02 (its own MANIFEST_DIR was empty)
-    executed = (out / "05_delf_rerank.ipynb").read_text()
-    assert str(out / "02_preprocess" / "manifests") in executed
