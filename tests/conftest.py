@@ -13,6 +13,7 @@ from PIL import Image
 
 from utils import minigld
 from utils.data import manifests
+from utils.kernels.dryrun import CPU_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -136,15 +137,10 @@ TINY_OVERRIDES = {
 }
 
 
-# The dry run of the kernels: the CPU overrides, shrunk like TINY_OVERRIDES.
+# The dry run of the kernels: its CPU overrides, shrunk like TINY_OVERRIDES.
 DRYRUN_OVERRIDES = {
-    "DEVICE": "cpu",
-    "WORKERS": 0,
-    "EPOCHS": 1,
-    "ATTENTION_EPOCHS": 1,
+    **CPU_OVERRIDES,
     "IMAGE_SIZE": 32,
-    "BATCH_SIZE": 16,
-    "WANDB_MODE": "disabled",
     "K": 5,
     "TEMPERATURES": "1,1000",
     "EPSILONS": "0,0.002",

@@ -50,6 +50,7 @@ from utils.kaggle_paths import KAGGLE, ROOT_ENV
 from utils.kernels.build import INSTALL_CELL_ID, METADATA_FILE
 from utils.kernels.table import (
     COMPETITION,
+    KAGGLE_INPUT,
     NON_LANDMARK_DATASET,
     PACKAGE_DATASET,
     WEIGHTS_DATASET,
@@ -150,13 +151,11 @@ def read_kernels(kernels_dir: Path) -> list[Kernel]:
         raise DryRunError(f"no kernels in {kernels_dir} (run: python -m utils kernels build)")
     ordered: list[Kernel] = []
     while len(ordered) < len(found):
+        done = {k.meta["id"] for k in ordered}
         ready = [
             k
             for k in found.values()
-            if k not in ordered
-            and all(
-                s in {o.meta["id"] for o in ordered} for s in k.meta["kernel_sources"] if s in found
-            )
+            if k not in ordered and all(s in done for s in k.meta["kernel_sources"] if s in found)
         ]
         if not ready:
             raise DryRunError(f"kernels in {kernels_dir} read each other in a circle")
@@ -309,16 +308,17 @@ def _without_install(kernel: Kernel, target: Path, wheels: Path | None, kaggle: 
     return target
 
 
-def expected_paths(kernels: list[Kernel]) -> dict[str, list[tuple[str, str]]]:
-    """``{slug: [(reader stem, path inside that kernel's output)]}`` from the readers' values."""
-    expected: dict[str, list[tuple[str, str]]] = {}
+def expected_paths(kernels: list[Kernel]) -> dict[str, list[tuple[str, str, str]]]:
+    """``{slug: [(reader stem, parameter, path inside that kernel's output)]}``."""
+    expected: dict[str, list[tuple[str, str, str]]] = {}
+    mounts = f"{KAGGLE_INPUT}/"
     for reader in kernels:
         for name, value in reader.values.items():
-            if not isinstance(value, str) or not value.startswith(f"{KAGGLE}/input/"):
+            if not isinstance(value, str) or not value.startswith(mounts):
                 continue
-            slug, _, inside = value[len(f"{KAGGLE}/input/") :].partition("/")
+            slug, _, inside = value[len(mounts) :].partition("/")
             if inside and any(_slug(s) == slug for s in reader.meta["kernel_sources"]):
-                expected.setdefault(slug, []).append((reader.stem, f"{name}={inside}"))
+                expected.setdefault(slug, []).append((reader.stem, name, inside))
     return expected
 
 
@@ -431,9 +431,8 @@ def dry_run(
             return runs
         working = provided[kernel.slug]
         row.wrote = _describe(working)
-        for reader, path in expected.get(kernel.slug, []):
-            found = (working / path.split("=", 1)[1]).exists()
-            row.expected.append((reader, path, found))
+        for reader, name, inside in expected.get(kernel.slug, []):
+            row.expected.append((reader, f"{name}={inside}", (working / inside).exists()))
     last = chosen[-1] if chosen else None
     if rerun and last is not None and last.stem.startswith("08"):
         runs.append(_rerun(last, data_root, root, provided, overrides, wheels, detach, log))

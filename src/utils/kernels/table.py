@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KAGGLE_INPUT = "/kaggle/input"
-KAGGLE_WORKING = "/kaggle/working"
+from utils.kaggle_paths import KAGGLE
+
+KAGGLE_INPUT = f"{KAGGLE}/input"
+KAGGLE_WORKING = f"{KAGGLE}/working"
 COMPETITION = "landmark-recognition-2021"
 # T4 x2 ("NvidiaTeslaT4" is Kaggle's shape name for two T4s); the P100 is retired.
 GPU_SHAPE = "NvidiaTeslaT4"
