@@ -91,6 +91,12 @@ def test_a_missing_declared_source_names_the_source_and_the_kernel(tiny_root, tm
     assert "gldv2-06-dolg is missing" in runs[0].error
 
 
+def test_a_number_with_no_kernel_is_named_before_anything_runs(tiny_root, tmp_path):
+    with pytest.raises(ValueError, match="--only names no kernel in .*: 09"):
+        dryrun.dry_run(KERNELS, tiny_root, tmp_path / "root", OVERRIDES, only=["08", "09"])
+    assert not (tmp_path / "root").exists()
+
+
 def test_the_competition_layout_is_checked_and_stripped(tiny_root, tmp_path):
     stripped = dryrun.competition_folder(tiny_root, tmp_path / "competition")
     assert sorted(p.name for p in stripped.iterdir()) == sorted(dryrun.COMPETITION_ENTRIES)

@@ -398,6 +398,9 @@ def dry_run(
     if profile and "TOP" not in overrides:  # Kaggle's top-100 exceeds a mini dataset
         overrides = {**overrides, "TOP": PROFILE_TOP[profile]}
     kernels = read_kernels(kernels_dir)
+    unknown = sorted(set(only or ()) - {k.stem[:2] for k in kernels})
+    if unknown:
+        raise ValueError(f"--only names no kernel in {kernels_dir}: {', '.join(unknown)}")
     chosen = [k for k in kernels if not only or k.stem[:2] in only]
     root.mkdir(parents=True, exist_ok=True)
     shared = root / "datasets"
@@ -421,16 +424,10 @@ def dry_run(
     for kernel in chosen:
         row = KernelRun(kernel.stem)
         runs.append(row)
-        try:
-            row.seconds = run_kernel(
-                kernel, root / kernel.stem / "kaggle", provided, overrides, wheels, detach, log
-            )
-            row.ran = True
-        except DryRunError as err:
-            row.error = str(err)
+        kaggle = root / kernel.stem / "kaggle"
+        if not _attempt(row, kernel, kaggle, provided, overrides, wheels, detach, log):
             return runs
         working = provided[kernel.slug]
-        row.wrote = _describe(working)
         for reader, name, inside in expected.get(kernel.slug, []):
             row.expected.append((reader, f"{name}={inside}", (working / inside).exists()))
     last = chosen[-1] if chosen else None
@@ -439,20 +436,26 @@ def dry_run(
     return runs
 
 
+def _attempt(row, kernel, kaggle, provided, overrides, wheels, detach, log) -> bool:
+    """Run ``kernel`` in the emulated ``kaggle`` folder, filling ``row``; False if it failed."""
+    try:
+        row.seconds = run_kernel(kernel, kaggle, provided, overrides, wheels, detach, log)
+    except DryRunError as err:
+        row.error = str(err)
+        return False
+    row.ran = True
+    row.wrote = _describe(kaggle / "working")
+    return True
+
+
 def _rerun(kernel, data_root, root, provided, overrides, wheels, detach, log) -> KernelRun:
     """08 again on another test set and a smaller train set; its submission checked."""
     row = KernelRun(RERUN)
     folder, new_ids = rerun_competition(data_root, root / "datasets" / "competition-rerun")
     kaggle = root / RERUN / "kaggle"
-    try:
-        row.seconds = run_kernel(
-            kernel, kaggle, {**provided, COMPETITION: folder}, overrides, wheels, detach, log
-        )
-        row.ran = True
-    except DryRunError as err:
-        row.error = str(err)
+    rerun_inputs = {**provided, COMPETITION: folder}
+    if not _attempt(row, kernel, kaggle, rerun_inputs, overrides, wheels, detach, log):
         return row
-    row.wrote = _describe(kaggle / "working")
     submission = kaggle / "working" / "submission.csv"
     problems = validate_submission(submission, test_ids=new_ids) if submission.is_file() else []
     row.expected.append(("Kaggle", "submission.csv", submission.is_file()))
