@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import copy_real_gallery, textured, warp, write_gallery
 from utils.cli import recognize as recognize_cli
-from utils.retrieval import recognize
+from utils.retrieval import calibration, recognize
 from utils.retrieval.calibration import calibrate
 from utils.retrieval.gallery import read_gallery
 from utils.retrieval.local_features import RootSift
@@ -75,6 +75,24 @@ def test_calibration_worked_example():
     assert two.thresholds == {"a": 2.0, "b": 2.0} and two.threshold("c") == 2.0
     with pytest.raises(ValueError, match="rule"):
         calibrate(INLIERS, LABELS, EVERY_OTHER, rule="mean")
+
+
+def test_fused_evidence_gets_the_higher_threshold_quantile():
+    # five single-photo landmarks, no inliers: the evidence for a is only the cosine term,
+    # 40 x (cos - 0.5) over the four others: 0.4 0.8 1.2 4.0. Their 75th percentile, 1.9, lets
+    # one unrelated photo in four through by construction; the 95th, 3.58, is the fused default.
+    labels = ["a", "b", "c", "d", "e"]
+    cosine = np.full((5, 5), 0.3)
+    cosine[1:, 0] = cosine[0, 1:] = [0.51, 0.52, 0.53, 0.6]
+    zeros, every = np.zeros((5, 5)), ~np.eye(5, dtype=bool)
+    kw = {"cosine": cosine, "cosine_weight": 40.0, "cos_floor": 0.5, "set_aside": False}
+    low = calibrate(zeros, labels, every, tau_quantile=calibration.TAU_QUANTILE, **kw)
+    high = calibrate(zeros, labels, every, tau_quantile=calibration.FUSED_TAU_QUANTILE, **kw)
+    assert low.threshold("a") == pytest.approx(1.9) and high.threshold("a") == pytest.approx(3.58)
+    assert Recognizer(RootSift()).tau_quantile == calibration.TAU_QUANTILE == 0.75
+    fused = Recognizer(RootSift(), cosine_weight=40.0)
+    assert fused.tau_quantile == calibration.FUSED_TAU_QUANTILE == 0.95
+    assert Recognizer(RootSift(), cosine_weight=40.0, tau_quantile=0.5).tau_quantile == 0.5
 
 
 def test_calibration_floor_from_noise_pairs():

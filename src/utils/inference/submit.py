@@ -41,7 +41,7 @@ from utils.inference.predict import METHODS, TestPredictions, embed, predict_cla
 from utils.inference.ranking import RankSettings, rank, sorted_penalties
 from utils.inference.testset import run_mode, test_dataset
 from utils.kaggle_paths import kaggle_path
-from utils.metrics import NO_LANDMARK
+from utils.metrics import NO_LANDMARK, gap
 from utils.ood import load_detector
 from utils.ood.data import non_landmark_sources
 from utils.retrieval.index import INDEX_KINDS, EmbeddingIndex
@@ -291,10 +291,38 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         tune = tuning.tune_part([dataset.paths[r].stem for r in query_rows])
         settings, table = tuning.choose(grid, predict, truth, tune)
     landmarks, confidence = predict(settings)
+    details["settings"] = settings.as_dict()
+    if cfg.rerank_top > 0:
+        plain = landmarks.copy(), confidence.copy()
+        _rerank(
+            cfg,
+            budget,
+            dataset,
+            query_rows,
+            gallery,
+            cosines,
+            indices,
+            progress,
+            landmarks,
+            confidence,
+            penalty_of(settings.penalty_k) * settings.weight,
+        )
+        details["rerank_top"] = cfg.rerank_top
+        if tuned:  # kept only where it gains on the tune part
+            without = gap(plain[0][tune], plain[1][tune], truth[tune])
+            with_ = gap(landmarks[tune], confidence[tune], truth[tune])
+            details["rerank_tune_gap"] = {"without": without, "with": with_}
+            if not with_ > without:
+                landmarks, confidence = plain
+                details["rerank_top"] = 0
+            notes.append(
+                f"RootSIFT re-ranking of the top {cfg.rerank_top}: tune GAP {without:.3f} -> "
+                f"{with_:.3f}, {'kept' if details['rerank_top'] else 'dropped'}"
+            )
     if tuned:
         known = np.isin(truth, gallery.labels)
         details["tuning"] = {
-            "chosen": settings.as_dict(),
+            "chosen": {**settings.as_dict(), "rerank_top": details.get("rerank_top", 0)},
             "grid": len(table),
             "parts": {
                 name: tuning.scores(landmarks[m], confidence[m], truth[m], known[m])
@@ -306,32 +334,49 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
             f"tuned on {int(tune.sum())} test ids: {settings}; check part "
             f"({int((~tune).sum())} ids) GAP {check['gap']:.3f}"
         )
-    details["settings"] = settings.as_dict()
-    if cfg.rerank_top > 0:
-        stage = _stage_budget(cfg, budget, 1.0)
-        extractor, chunk = RootSift(), 32
-        for start in range(0, len(query_rows), chunk):
-            part = slice(start, start + chunk)
-            if cfg.time_budget_s and not stage.allows(start, len(query_rows[part])):
-                break
-            labels, score, _ = rerank_retrieval(
-                [dataset.paths[r] for r in query_rows[part]],
-                gallery.paths,
-                gallery.labels,
-                cosines[part],
-                indices[part],
-                extractor,
-                cfg.rerank_top,
-                progress=progress,
-            )
-            landmarks[part] = np.where(landmarks[part] == NO_LANDMARK, NO_LANDMARK, labels)
-            penalty = penalty_of(settings.penalty_k)[part]
-            confidence[part] = np.where(
-                landmarks[part] == NO_LANDMARK, 0.0, score - settings.weight * penalty
-            )
     gated = int((~accepted).sum()) if accepted is not None and settings.gate else 0
     pred.landmarks[query_rows], pred.confidences[query_rows] = landmarks, confidence
     return pred, gated, notes, details
+
+
+def _rerank(
+    cfg,
+    budget,
+    dataset,
+    query_rows,
+    gallery,
+    cosines,
+    indices,
+    progress,
+    landmarks,
+    confidence,
+    penalty,
+) -> None:
+    """Re-rank each query's top ``cfg.rerank_top`` by RootSIFT + RANSAC, in place, in chunks.
+
+    A predicted row takes the re-ranked landmark and ``score - penalty`` (``penalty``: ``(Q,)``,
+    the non-landmark penalty already weighted); a blank row stays blank. Stops where the
+    job's time budget runs out (the rows after keep their retrieval answer).
+    """
+    stage = _stage_budget(cfg, budget, 1.0)
+    extractor, chunk = RootSift(), 32
+    for start in range(0, len(query_rows), chunk):
+        part = slice(start, start + chunk)
+        if cfg.time_budget_s and not stage.allows(start, len(query_rows[part])):
+            break
+        labels, score, _ = rerank_retrieval(
+            [dataset.paths[r] for r in query_rows[part]],
+            gallery.paths,
+            gallery.labels,
+            cosines[part],
+            indices[part],
+            extractor,
+            cfg.rerank_top,
+            progress=progress,
+        )
+        blank = landmarks[part] == NO_LANDMARK
+        landmarks[part] = np.where(blank, NO_LANDMARK, labels)
+        confidence[part] = np.where(blank, 0.0, score - penalty[part])
 
 
 def gate(

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from utils.data.images import ImageLoadError, load_image
 from utils.retrieval.calibration import (
+    FUSED_TAU_QUANTILE,
     RULES,
     TAU_QUANTILE,
     Calibration,
@@ -106,7 +107,7 @@ class Recognizer:
         calibration_pairs: int = 60,
         progress: bool = True,
         rule: str = "landmark",
-        tau_quantile: float = TAU_QUANTILE,
+        tau_quantile: float | None = None,
         threshold: float | None = None,
         matcher: Callable[[LocalFeatures, LocalFeatures, MatchSettings], PairMatch] = match_pair,
         shortlist: ShortlistIndex | None = None,
@@ -122,6 +123,8 @@ class Recognizer:
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
         self.aggregate, self.calibration_pairs = aggregate, calibration_pairs
+        if tau_quantile is None:  # the cosine term's continuous evidence needs a higher level
+            tau_quantile = TAU_QUANTILE if cosine_weight is None else FUSED_TAU_QUANTILE
         self.rule, self.tau_quantile, self.fixed_threshold = rule, tau_quantile, threshold
         self.extractor, self.embedder, self.matcher = extractor, embedder, matcher
         self.settings = settings or MatchSettings()
