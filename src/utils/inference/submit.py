@@ -293,32 +293,29 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     landmarks, confidence = predict(settings)
     details["settings"] = settings.as_dict()
     if cfg.rerank_top > 0:
-        plain = landmarks.copy(), confidence.copy()
-        _rerank(
+        reranked = _rerank(
             cfg,
             budget,
-            dataset,
-            query_rows,
+            [dataset.paths[r] for r in query_rows],
             gallery,
-            cosines,
-            indices,
-            progress,
-            landmarks,
-            confidence,
+            (cosines, indices),
+            (landmarks, confidence),
             penalty_of(settings.penalty_k) * settings.weight,
+            progress,
         )
         details["rerank_top"] = cfg.rerank_top
         if tuned:  # kept only where it gains on the tune part
-            without = gap(plain[0][tune], plain[1][tune], truth[tune])
-            with_ = gap(landmarks[tune], confidence[tune], truth[tune])
+            without = gap(landmarks[tune], confidence[tune], truth[tune])
+            with_ = gap(reranked[0][tune], reranked[1][tune], truth[tune])
             details["rerank_tune_gap"] = {"without": without, "with": with_}
             if not with_ > without:
-                landmarks, confidence = plain
                 details["rerank_top"] = 0
             notes.append(
                 f"RootSIFT re-ranking of the top {cfg.rerank_top}: tune GAP {without:.3f} -> "
                 f"{with_:.3f}, {'kept' if details['rerank_top'] else 'dropped'}"
             )
+        if details["rerank_top"]:
+            landmarks, confidence = reranked
     if tuned:
         known = np.isin(truth, gallery.labels)
         details["tuning"] = {
@@ -339,33 +336,25 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     return pred, gated, notes, details
 
 
-def _rerank(
-    cfg,
-    budget,
-    dataset,
-    query_rows,
-    gallery,
-    cosines,
-    indices,
-    progress,
-    landmarks,
-    confidence,
-    penalty,
-) -> None:
-    """Re-rank each query's top ``cfg.rerank_top`` by RootSIFT + RANSAC, in place, in chunks.
+def _rerank(cfg, budget, query_paths, gallery, neighbours, answers, penalty, progress):
+    """``answers`` with each query's top ``cfg.rerank_top`` re-ranked by RootSIFT + RANSAC.
 
-    A predicted row takes the re-ranked landmark and ``score - penalty`` (``penalty``: ``(Q,)``,
-    the non-landmark penalty already weighted); a blank row stays blank. Stops where the
-    job's time budget runs out (the rows after keep their retrieval answer).
+    Returns new ``(landmarks, confidence)``, computed in chunks of 32 queries; ``answers``, the
+    retrieval ``(landmarks, confidence)``, ``(Q,)``, stays unchanged. ``neighbours``: the kNN
+    ``(cosines, indices)``, ``(Q, k)``. A predicted row takes the re-ranked landmark and
+    ``score - penalty`` (``penalty``: ``(Q,)``, already weighted); a blank row stays blank.
+    Stops where the job's time budget runs out (later rows keep their answer).
     """
+    cosines, indices = neighbours
+    landmarks, confidence = answers[0].copy(), answers[1].copy()
     stage = _stage_budget(cfg, budget, 1.0)
     extractor, chunk = RootSift(), 32
-    for start in range(0, len(query_rows), chunk):
+    for start in range(0, len(query_paths), chunk):
         part = slice(start, start + chunk)
-        if cfg.time_budget_s and not stage.allows(start, len(query_rows[part])):
+        if cfg.time_budget_s and not stage.allows(start, len(query_paths[part])):
             break
         labels, score, _ = rerank_retrieval(
-            [dataset.paths[r] for r in query_rows[part]],
+            query_paths[part],
             gallery.paths,
             gallery.labels,
             cosines[part],
@@ -377,6 +366,7 @@ def _rerank(
         blank = landmarks[part] == NO_LANDMARK
         landmarks[part] = np.where(blank, NO_LANDMARK, labels)
         confidence[part] = np.where(blank, 0.0, score - penalty[part])
+    return landmarks, confidence
 
 
 def gate(
