@@ -137,9 +137,14 @@ def test_gallery_benchmark_measures_embedding_and_projects_search(capsys):
 
     emb = bench_embedding(sides=(32, 64), batch=2, steps=1)
     assert emb["dim"] == 1280 and emb["ratio_to_smallest"][32] == 1.0
-    row = bench_gallery_search(4000, dim=64, queries=50, nlist=16, nprobe=4)
+    row = bench_gallery_search(4000, dim=64, queries=50, nlist=16, nprobes=(4, 16, 99))
     exact = row["methods"]["faiss exact"]
     assert exact["recall_at_1"] == 1.0 and exact["memory_gb"] == 4000 * 64 * 4 / 1e9
+    # one trained index, one row per nprobe (capped at the lists); visiting every list is exact
+    ivf = {name: f for name, f in row["methods"].items() if name.startswith("faiss IVF16")}
+    assert sorted(ivf) == ["faiss IVF16, nprobe 16", "faiss IVF16, nprobe 4"]
+    assert ivf["faiss IVF16, nprobe 16"]["recall_at_1"] == 1.0
+    assert ivf["faiss IVF16, nprobe 4"]["build_s"] == ivf["faiss IVF16, nprobe 16"]["build_s"]
     for figures in row["methods"].values():
         for name, seconds in figures["projected_s"].items():
             assert seconds == pytest.approx(TEST_SETS[name] / figures["queries_per_second"])

@@ -142,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     gal.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: default")
     gal.add_argument("--queries", type=int, default=1000, help="queries measured per gallery")
     gal.add_argument("--ivf-max", type=int, default=200_000, help="largest gallery given IVF")
+    gal.add_argument("--nlist", type=int, default=1024, help="IVF lists (k-means centroids)")
+    gal.add_argument(
+        "--nprobe", default="32", help="IVF lists visited per query (comma-separated: one row each)"
+    )
     gal.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
     add_photos_argument(rec)
@@ -235,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             args.queries,
             args.ivf_max,
+            args.nlist,
+            tuple(int(n) for n in args.nprobe.split(",") if n.strip()),
         )
         show = print_gallery
     elif args.command == "metrics":
