@@ -61,6 +61,11 @@ from utils.retrieval.recognize import SHORTLIST
 from utils.retrieval.vocabulary import WORDS
 
 
+def int_list(text: str) -> list[int]:
+    """``"1000,10000"`` -> ``[1000, 10000]`` (argparse ``type`` of the comma-separated options)."""
+    return [int(n) for n in text.split(",") if n.strip()]
+
+
 def parser() -> argparse.ArgumentParser:
     """Options of the command."""
     parser = argparse.ArgumentParser(
@@ -126,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     scoring.add_argument("--size", type=int, default=1_000_000, help="predictions")
     scoring.add_argument("--json", action="store_true", help="print JSON only")
     search = sub.add_parser("retrieval", help="kNN search and re-ranking cost")
-    search.add_argument("--sizes", default="100000,1000000", help="gallery sizes")
+    search.add_argument("--sizes", type=int_list, default="100000,1000000", help="gallery sizes")
     search.add_argument("--images", type=Path, default=LOADER_IMAGES, help="generated JPEGs")
     search.add_argument(
         "--photos",
@@ -137,19 +142,28 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
     gal = sub.add_parser("gallery", help="leaderboard gallery: embedding rate, search at scale")
-    gal.add_argument("--sizes", default="100000,1580470", help="gallery sizes (comma-separated)")
-    gal.add_argument("--sides", default="96,256", help="image sides embedded (comma-separated)")
+    gal.add_argument(
+        "--sizes", type=int_list, default="100000,1580470", help="gallery sizes (comma-separated)"
+    )
+    gal.add_argument(
+        "--sides", type=int_list, default="96,256", help="image sides embedded (comma-separated)"
+    )
     gal.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: default")
     gal.add_argument("--queries", type=int, default=1000, help="queries measured per gallery")
     gal.add_argument("--ivf-max", type=int, default=200_000, help="largest gallery given IVF")
     gal.add_argument("--nlist", type=int, default=1024, help="IVF lists (k-means centroids)")
     gal.add_argument(
-        "--nprobe", default="32", help="IVF lists visited per query (comma-separated: one row each)"
+        "--nprobe",
+        type=int_list,
+        default="32",
+        help="IVF lists visited per query (comma-separated: one row each)",
     )
     gal.add_argument("--json", action="store_true", help="print JSON only")
     rec = sub.add_parser("recognize", help="exhaustive matching vs the visual-word shortlist")
     add_photos_argument(rec)
-    rec.add_argument("--sizes", default="1000,10000", help="gallery sizes (comma-separated)")
+    rec.add_argument(
+        "--sizes", type=int_list, default="1000,10000", help="gallery sizes (comma-separated)"
+    )
     rec.add_argument(
         "--distractors", type=Path, default=DISTRACTORS, help="generated distractor photos"
     )
@@ -217,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "recognize":
         result = bench_recognize(
             args.photos,
-            [int(s) for s in args.sizes.split(",") if s.strip()],
+            args.sizes,
             args.distractors,
             args.cache,
             args.shortlist,
@@ -234,25 +248,24 @@ def main(argv: list[str] | None = None) -> int:
         show = print_recognize
     elif args.command == "gallery":
         result = bench_gallery(
-            [int(n) for n in args.sizes.split(",") if n.strip()],
-            [int(n) for n in args.sides.split(",") if n.strip()],
+            args.sizes,
+            args.sides,
             args.threads,
             args.queries,
             args.ivf_max,
             args.nlist,
-            tuple(int(n) for n in args.nprobe.split(",") if n.strip()),
+            tuple(args.nprobe),
         )
         show = print_gallery
     elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics
     elif args.command == "retrieval":
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         if args.photos is not None:
             photos = image_files(args.photos)[: args.rerank_images]
         else:
             photos = make_bench_jpegs(args.images, args.rerank_images)
-        result = {"search": [bench_search(n) for n in sizes], "rerank": bench_rerank(photos)}
+        result = {"search": [bench_search(n) for n in args.sizes], "rerank": bench_rerank(photos)}
         show = print_retrieval
     elif args.command == "feed":
         result = bench_feed(
