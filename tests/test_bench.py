@@ -83,6 +83,17 @@ def test_retrieval_benchmark_runs(tmp_path, capsys):
     assert result["rerank"]["verify_ms_per_pair"] > 0
 
 
+def test_delf_benchmark_times_both_extractors_on_the_same_map(tmp_path, capsys):
+    args = ["delf", "--images", "2", "--generated", str(tmp_path), "--max-side", "96"]
+    assert bench.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 2 and result["scales"] == [0.7071, 1.0, 1.4142]
+    assert result["baseline_s_per_image"] > 0 and result["project_s_per_image"] > 0
+    assert result["ratio"] > 0 and result["max_difference"] < 1e-4
+    assert bench.main(args) == 0
+    assert "ratio" in capsys.readouterr().out
+
+
 def test_metrics_benchmark_runs(capsys):
     assert bench.main(["metrics", "--size", "200000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

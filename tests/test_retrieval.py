@@ -5,7 +5,7 @@ import torch
 from utils.data import augment, manifests
 from utils.data.datasets import ClassMap, ManifestDataset, make_loader
 from utils.models import build_model
-from utils.models.delf import Delf, attention_pool, train_attention
+from utils.models.delf import Delf, attention_pool, efficientnet_stride16, train_attention
 from utils.retrieval import index as retrieval
 from utils.retrieval.delf_features import DelfExtractor, save_delf
 
@@ -70,6 +70,23 @@ def test_attention_pool_by_hand():
     fmap = torch.tensor([[[[3.0, 0.0]], [[4.0, 2.0]]]])  # (1, 2, 1, 2): vectors (3,4), (0,2)
     att = torch.tensor([[[[1.0, 0.5]]]])
     torch.testing.assert_close(attention_pool(fmap, att), torch.tensor([[0.6, 0.8 + 0.5]]))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (37, 53), (100, 71)])
+def test_efficientnet_stride16_map_is_extract_endpoints_reduction_4(size):
+    torch.manual_seed(0)
+    net = build_model("efficientnet-b2", 5).eval().body.net
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = net.extract_endpoints(x)["reduction_4"]
+        got = efficientnet_stride16(net, x)
+        got_channels_last = efficientnet_stride16(
+            net.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
+    assert got.shape == (2, 120, -(-size[0] // 16), -(-size[1] // 16))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(got_channels_last, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

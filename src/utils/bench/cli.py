@@ -28,6 +28,10 @@ random predictions, against a plain Python loop (on 100,000, scaled).
 ``python -m utils bench retrieval [--sizes 100000,1000000] [--json]``: faiss exact vs numpy
 brute force vs IVF search, and the cost of local-feature re-ranking (`utils.bench_retrieval`).
 
+``python -m utils bench delf [--photos DIR] [--images 12] [--checkpoint delf.pt]
+[--max-side 512] [--threads 0] [--json]``: seconds per photo of notebook 05's DELF extractor
+against the full-forward baseline, and their ratio (`utils.bench.delf`).
+
 ``python -m utils bench recognize [--photos ../shared/real-photos] [--sizes 1000,10000]
 [--shortlist 15] [--exhaustive-max 1000] [--global-max 1000] [--features 2000] [--json]``:
 `recognize` by default (pretrained descriptor), exhaustive matching and the visual-word
@@ -47,6 +51,7 @@ import argparse
 import json
 from pathlib import Path
 
+from utils.bench.delf import bench_delf, print_delf
 from utils.bench.demo import bench_demo, print_demo
 from utils.bench.feed import bench_feed, print_feed
 from utils.bench.gallery import bench_gallery, print_gallery
@@ -141,6 +146,14 @@ def parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--rerank-images", type=int, default=20, help="photos re-ranked")
     search.add_argument("--json", action="store_true", help="print JSON only")
+    local = sub.add_parser("delf", help="DELF extraction: 05's extractor vs full forward")
+    local.add_argument("--photos", type=Path, default=None, help="real photos (else generated)")
+    local.add_argument("--images", type=int, default=12, help="photos timed")
+    local.add_argument("--generated", type=Path, default=LOADER_IMAGES, help="generated JPEGs")
+    local.add_argument("--checkpoint", type=Path, default=None, help="05's delf.pt (else random)")
+    local.add_argument("--max-side", type=int, default=512, help="longer side before scaling")
+    local.add_argument("--threads", type=int, default=0, help="torch threads, 0: the default")
+    local.add_argument("--json", action="store_true", help="print JSON only")
     gal = sub.add_parser("gallery", help="leaderboard gallery: embedding rate, search at scale")
     gal.add_argument(
         "--sizes", type=int_list, default="100000,1580470", help="gallery sizes (comma-separated)"
@@ -257,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.nprobe),
         )
         show = print_gallery
+    elif args.command == "delf":
+        if args.photos is not None:
+            photos = image_files(args.photos)[: args.images]
+        else:
+            photos = make_bench_jpegs(args.generated, args.images)
+        result = bench_delf(photos, args.checkpoint, args.max_side, args.threads)
+        show = print_delf
     elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics

@@ -42,10 +42,29 @@ class AttentionHead(nn.Module):
         return F.softplus(self.conv2(F.relu(self.conv1(fmap))))
 
 
+def efficientnet_stride16(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """EfficientNet's ``reduction_4`` endpoint ``(B, C, H/16, W/16)`` without the rest.
+
+    The map ``extract_endpoints(x)["reduction_4"]`` returns (120 channels for B2): the input of
+    the fourth stride-2 block. ``extract_endpoints`` also runs that block, the stride-32 stages
+    and the head convolution, about a fifth of the time at DELF's sizes; this stops before them.
+    """
+    x = net._swish(net._bn0(net._conv_stem(x)))
+    reductions, rate = 0, net._global_params.drop_connect_rate
+    for index, block in enumerate(net._blocks):
+        stride = block._block_args.stride
+        if (stride[0] if isinstance(stride, list | tuple) else stride) > 1:
+            reductions += 1
+            if reductions == 4:
+                return x
+        x = block(x, drop_connect_rate=rate * index / len(net._blocks) if rate else rate)
+    raise ValueError("an EfficientNet has four stride-2 blocks; this network has fewer")
+
+
 # backbone -> its stride-16 feature map ``(B, C, H/16, W/16)`` from the classifier's body
 STRIDE16_MAPS: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     "resnet50": lambda body, x: body.layer3(body.layer2(body.layer1(body.stem(x)))),
-    "efficientnet-b2": lambda body, x: body.net.extract_endpoints(x)["reduction_4"],
+    "efficientnet-b2": lambda body, x: efficientnet_stride16(body.net, x),
     "mobilenet_v2": lambda body, x: body.features[:14](x),
 }
 

@@ -46,7 +46,9 @@ class DelfExtractor:
         max_side: int = 512,
         max_features: int = 1000,
     ):
-        self.delf, self.device = delf.eval().to(device), torch.device(device)
+        # channels_last: the same maps, about 1.2x faster on CPU (`bench delf`)
+        self.delf = delf.eval().to(device, memory_format=torch.channels_last)
+        self.device = torch.device(device)
         self.scales, self.max_side, self.max_features = scales, max_side, max_features
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -75,7 +77,7 @@ class DelfExtractor:
         for scale in self.scales:
             size = (max(16, round(base.shape[1] * scale)), max(16, round(base.shape[0] * scale)))
             x = F.interpolate(pixels, size=(size[1], size[0]), mode="bilinear", align_corners=False)
-            x = ((x - self.mean) / self.std).to(self.device)
+            x = ((x - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
             fmap, attention = self.delf.maps(x)
             h, w = fmap.shape[-2:]
             s = base_scale * size[0] / base.shape[1]  # image pixels -> this scale's pixels
