@@ -5,15 +5,17 @@ to 1600x1200; each resized to ``max_side`` and run at the extractor's three scal
 same network, EfficientNet-B2 with an attention head, from a 05 checkpoint (``delf.pt``) or at
 random initialisation (the cost does not depend on the weights):
 
-- ``baseline``: the stride-16 map read from ``extract_endpoints`` (which also runs the
-  stride-32 stages and the head convolution), tensors in the default contiguous layout;
-- ``project``: `utils.retrieval.delf_features.DelfExtractor`: the forward pass stops at the
-  stride-16 map (`utils.models.delf.efficientnet_stride16`), tensors channels_last.
+- ``baseline``: the extractor as it was: the stride-16 map read from ``extract_endpoints``
+  (which also runs the stride-32 stages and the head convolution), weights and inputs in the
+  default contiguous layout;
+- ``project``: `utils.retrieval.delf_features.DelfExtractor` as 05 uses it: the forward pass
+  stops at the stride-16 map (`utils.models.delf.efficientnet_stride16`), channels_last.
 
-The project's time includes choosing the keypoints, the baseline's does not. Each is timed
-over its second pass over the photos (the first warms the allocator). The row
-also gives ``max_difference``, the largest absolute difference between the two stride-16 maps
-of a photo at scale 1: the two compute the same map, up to float rounding.
+Both run the whole `DelfExtractor.extract` (resizing, scales, keypoint selection); the baseline
+is timed first, before the weights are turned channels_last. Each is timed over its second pass
+over the photos (the first warms the allocator). ``max_difference`` is the largest absolute
+difference between the two stride-16 maps of the first photo at the first scale: the same map,
+up to float rounding.
 """
 
 from __future__ import annotations
@@ -23,30 +25,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from utils.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from utils.data.images import load_image
 from utils.models import build_model
-from utils.models.delf import Delf, feature_map
+from utils.models.delf import Delf
 from utils.retrieval.delf_features import DelfExtractor
-from utils.retrieval.local_features import resize_longer
 
 
-def _baseline_maps(delf: Delf, image: np.ndarray, scales, max_side: int) -> list[torch.Tensor]:
-    """Stride-16 map and attention per scale, through ``extract_endpoints``, contiguous."""
-    base, _ = resize_longer(image, max_side)
-    pixels = torch.from_numpy(np.ascontiguousarray(base)).permute(2, 0, 1)[None].float() / 255
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    maps = []
-    for scale in scales:
-        size = (max(16, round(base.shape[0] * scale)), max(16, round(base.shape[1] * scale)))
-        x = (F.interpolate(pixels, size=size, mode="bilinear", align_corners=False) - mean) / std
-        fmap = delf.backbone.body.net.extract_endpoints(x.contiguous())["reduction_4"]
-        delf.attention(fmap)
-        maps.append(fmap)
-    return maps
+class _FullForward(nn.Module):
+    """`Delf.maps` through ``extract_endpoints``, which runs the whole network (the baseline)."""
+
+    def __init__(self, delf: Delf):
+        super().__init__()
+        self.inner, self.stride = delf, delf.stride
+
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            fmap = self.inner.backbone.body.net.extract_endpoints(x)["reduction_4"]
+        return fmap, self.inner.attention(fmap)
+
+
+def _seconds_per_image(extractor: DelfExtractor, arrays: list[np.ndarray]) -> float:
+    """Mean seconds of ``extractor.extract`` over ``arrays``, second pass."""
+    for _ in range(2):
+        start = time.perf_counter()
+        for array in arrays:
+            extractor.extract(array)
+    return (time.perf_counter() - start) / len(arrays)
 
 
 def bench_delf(
@@ -56,40 +62,28 @@ def bench_delf(
     if threads:
         torch.set_num_threads(threads)
     if checkpoint is not None:
-        extractor = DelfExtractor.from_checkpoint(checkpoint, max_side=max_side)
-        delf = extractor.delf
+        delf = DelfExtractor.from_checkpoint(checkpoint, channels_last=False).delf
     else:
         torch.manual_seed(0)
         delf = Delf(build_model("efficientnet-b2", 30), 30)
-        extractor = DelfExtractor(delf, max_side=max_side)
-    delf = delf.eval()
     arrays = [load_image(p) for p in images]
-    with torch.no_grad():
-        timings = {}
-        for name, run in (
-            ("baseline", lambda a: _baseline_maps(delf, a, extractor.scales, max_side)),
-            ("project", extractor.extract),
-        ):
-            for _ in range(2):  # the second pass is timed
-                start = time.perf_counter()
-                for array in arrays:
-                    run(array)
-                timings[name] = (time.perf_counter() - start) / len(arrays)
-        base, _ = resize_longer(arrays[0], max_side)
-        x = torch.from_numpy(np.ascontiguousarray(base)).permute(2, 0, 1)[None].float() / 255
-        x = (x - extractor.mean) / extractor.std
-        reference = delf.backbone.body.net.extract_endpoints(x)["reduction_4"]
-        ours = feature_map(delf.backbone, x.contiguous(memory_format=torch.channels_last))
-        difference = float((reference - ours).abs().max())
+    baseline = DelfExtractor(_FullForward(delf), max_side=max_side, channels_last=False)
+    baseline_s = _seconds_per_image(baseline, arrays)
+    x, _ = baseline.scaled_inputs(arrays[0])[0]
+    reference, _ = baseline.delf.maps(x)
+    project = DelfExtractor(delf, max_side=max_side)  # turns the weights channels_last
+    project_s = _seconds_per_image(project, arrays)
+    x, _ = project.scaled_inputs(arrays[0])[0]
+    ours, _ = project.delf.maps(x)
     return {
         "images": len(arrays),
         "max_side": max_side,
-        "scales": list(extractor.scales),
+        "scales": list(project.scales),
         "threads": torch.get_num_threads(),
-        "baseline_s_per_image": round(timings["baseline"], 4),
-        "project_s_per_image": round(timings["project"], 4),
-        "ratio": round(timings["baseline"] / timings["project"], 2),
-        "max_difference": difference,
+        "baseline_s_per_image": round(baseline_s, 4),
+        "project_s_per_image": round(project_s, 4),
+        "ratio": round(baseline_s / project_s, 2),
+        "max_difference": float((reference - ours).abs().max()),
     }
 
 

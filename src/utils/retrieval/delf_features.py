@@ -45,9 +45,11 @@ class DelfExtractor:
         scales: tuple[float, ...] = (0.7071, 1.0, 1.4142),
         max_side: int = 512,
         max_features: int = 1000,
+        channels_last: bool = True,
     ):
-        # channels_last: the same maps, about 1.2x faster on CPU (`bench delf`)
-        self.delf = delf.eval().to(device, memory_format=torch.channels_last)
+        # channels_last: the same maps, faster on CPU (`bench delf`)
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.delf = delf.eval().to(device, memory_format=self.layout)
         self.device = torch.device(device)
         self.scales, self.max_side, self.max_features = scales, max_side, max_features
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -68,19 +70,25 @@ class DelfExtractor:
             raise ValueError(f"{path}: attention module does not fit: {err}") from err
         return cls(delf, device, **kwargs)
 
-    @torch.no_grad()
-    def extract(self, image: np.ndarray) -> LocalFeatures:
-        """Features of an RGB uint8 image (keypoints in its own pixel coordinates)."""
+    def scaled_inputs(self, image: np.ndarray) -> list[tuple[torch.Tensor, float]]:
+        """Per scale: the normalised input ``(1, 3, h, w)`` and the factor image px -> its px."""
         base, base_scale = resize_longer(image, self.max_side)
-        points, descriptors, strengths = [], [], []
         pixels = torch.from_numpy(np.ascontiguousarray(base)).permute(2, 0, 1)[None].float() / 255
+        inputs = []
         for scale in self.scales:
             size = (max(16, round(base.shape[1] * scale)), max(16, round(base.shape[0] * scale)))
             x = F.interpolate(pixels, size=(size[1], size[0]), mode="bilinear", align_corners=False)
-            x = ((x - self.mean) / self.std).to(self.device, memory_format=torch.channels_last)
+            x = ((x - self.mean) / self.std).to(self.device, memory_format=self.layout)
+            inputs.append((x, base_scale * size[0] / base.shape[1]))
+        return inputs
+
+    @torch.no_grad()
+    def extract(self, image: np.ndarray) -> LocalFeatures:
+        """Features of an RGB uint8 image (keypoints in its own pixel coordinates)."""
+        points, descriptors, strengths = [], [], []
+        for x, s in self.scaled_inputs(image):
             fmap, attention = self.delf.maps(x)
             h, w = fmap.shape[-2:]
-            s = base_scale * size[0] / base.shape[1]  # image pixels -> this scale's pixels
             ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
             xy = (
                 np.stack(
