@@ -52,6 +52,18 @@ def test_train_benchmark_runs(capsys):
     assert row["ratio"]["fp32"] == 1.0 and "fp32 channels_last" in row["step"]
 
 
+def test_step_benchmark_times_both_steps_on_the_same_weights(capsys):
+    args = ["step", "--models", "efficientnet-b2,resnet50", "--size", "32", "--batch", "2"]
+    assert bench.main([*args, "--steps", "1", "--rounds", "2", "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    b2, resnet = result["rows"]
+    assert b2["swish_modules"] == 24 and resnet["swish_modules"] == 0
+    for row in result["rows"]:
+        assert len(row["baseline"]) == len(row["project"]) == len(row["ratio"]) == 2
+        assert all(r > 0 for r in row["baseline"] + row["project"])
+        assert set(row["optimizer_ms"]) == {"baseline", "project"}
+
+
 def test_train_benchmark_end_to_end(tiny_root, tiny_manifest):
     from utils.bench.train import bench_train
 

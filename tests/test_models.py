@@ -1,3 +1,4 @@
+import copy
 import pickle
 
 import pytest
@@ -145,3 +146,33 @@ def test_residual_blocks_start_as_the_identity(name):
         bottlenecks = [m for m in model.modules() if hasattr(m, "bn3")]
         assert len(bottlenecks) == 16
         assert not any(m.bn3.weight.detach().any() for m in bottlenecks)
+
+
+def test_efficientnet_runs_native_silu_with_the_stock_swish_function_and_gradients():
+    from efficientnet_pytorch.utils import MemoryEfficientSwish
+
+    from utils.bench.step import stock_swish
+
+    torch.manual_seed(0)
+    model = build_model("efficientnet-b2", 5).eval()  # eval: no dropout, no drop-connect
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.SiLU in kinds and MemoryEfficientSwish not in kinds
+    stock = copy.deepcopy(model)
+    assert stock_swish(stock) == 24  # the stem's (shared with the head) and one per block
+    x = torch.randn(2, 3, 64, 64)
+    outputs = []
+    for net in (model, stock):
+        net.zero_grad()
+        out = net(x)
+        out.square().sum().backward()
+        outputs.append((out.detach(), net.body.net._conv_stem.weight.grad.clone()))
+    (out, grad), (stock_out, stock_grad) = outputs
+    torch.testing.assert_close(out, stock_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, stock_grad, rtol=1e-4, atol=1e-6)
+    assert grad.abs().sum() > 0
+
+
+def test_lite_networks_keep_relu6():
+    model = build_model("efficientnet-lite0", 5)
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.ReLU6 in kinds and torch.nn.SiLU not in kinds

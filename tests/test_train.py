@@ -276,3 +276,25 @@ def test_head_cost_follows_its_formula():
     cost = head_cost(build_model("efficientnet-lite2", 1000))
     assert cost["parameters"] == 1280 * 1000 + 1000
     assert cost["training_bytes"] == 16 * cost["parameters"] == training_bytes(cost["parameters"])
+
+
+def test_the_fused_optimizer_makes_adamws_update():
+    from utils.training.train import make_optimizer
+
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32), torch.randn(7)]
+    grads = [torch.randn_like(w) for w in weights]
+    fused_params = [torch.nn.Parameter(w.clone()) for w in weights]
+    loop_params = [torch.nn.Parameter(w.clone()) for w in weights]
+    fused = make_optimizer(fused_params, 1e-2, 0.05, torch.device("cpu"))
+    loop = torch.optim.AdamW(loop_params, lr=1e-2, weight_decay=0.05, foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for _ in range(3):
+        for params in (fused_params, loop_params):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+        fused.step()
+        loop.step()
+    for a, b, w in zip(fused_params, loop_params, weights, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a.detach(), w)  # it moved

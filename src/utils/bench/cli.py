@@ -22,6 +22,11 @@ files and from the memory cache.
 and without channels_last, the ratio of each to fp32, and the end-to-end rate with training's
 loader beside the fastest step rate (`utils.bench.train`).
 
+``python -m utils bench step [--models efficientnet-b2,resnet50] [--size 96] [--batch 16]
+[--steps 4] [--rounds 4] [--device auto] [--json]``: training images per second of training's
+step (``nn.SiLU``, fused AdamW) against the stock swish and the per-tensor AdamW, alternating
+rounds, and their ratio (`utils.bench.step`).
+
 ``python -m utils bench metrics [--size 1000000]``: seconds for GAP and GAP@k over a million
 random predictions, against a plain Python loop (on 100,000, scaled).
 
@@ -59,6 +64,7 @@ from utils.bench.loader import LOADER_IMAGES, bench_loader, make_bench_jpegs, pr
 from utils.bench.metrics import bench_metrics, print_metrics
 from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
+from utils.bench.step import bench_step, print_step
 from utils.bench.train import bench_train, print_train
 from utils.data.images import image_files
 from utils.retrieval.realphotos import add_photos_argument, photos_missing
@@ -132,6 +138,16 @@ def parser() -> argparse.ArgumentParser:
         help="end to end from decoded images in memory, as with training's --cache",
     )
     trainer.add_argument("--json", action="store_true", help="print JSON only")
+    stepper = sub.add_parser("step", help="training's step kernels vs the ones they replaced")
+    stepper.add_argument(
+        "--models", default="efficientnet-b2,resnet50", help="comma-separated backbones"
+    )
+    stepper.add_argument("--size", type=int, default=96, help="input size, pixels")
+    stepper.add_argument("--batch", type=int, default=16, help="images per step")
+    stepper.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    stepper.add_argument("--rounds", type=int, default=4, help="alternating rounds")
+    stepper.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    stepper.add_argument("--json", action="store_true", help="print JSON only")
     scoring = sub.add_parser("metrics", help="GAP over a million predictions")
     scoring.add_argument("--size", type=int, default=1_000_000, help="predictions")
     scoring.add_argument("--json", action="store_true", help="print JSON only")
@@ -277,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             photos = make_bench_jpegs(args.generated, args.images)
         result = bench_delf(photos, args.checkpoint, args.max_side, args.threads)
         show = print_delf
+    elif args.command == "step":
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        result = bench_step(models, args.size, args.batch, args.steps, args.rounds, args.device)
+        show = print_step
     elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics

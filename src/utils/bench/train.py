@@ -1,10 +1,10 @@
 """Training-throughput benchmark: each backbone's step rate per precision, and end to end.
 
-``step``: images/s of forward + backward + AdamW on random batches already on the device, for
-every precision the device has (CPU: fp32, bfloat16 autocast where oneDNN has it; CUDA: fp32
-(TF32 where the card uses it), float16 AMP with a GradScaler, bfloat16 AMP where supported), each
-with and without channels_last; ``ratio`` is each rate over plain fp32 from the same run.
-``end_to_end``: images/s of real training steps fed by training's own loader
+``step``: images/s of forward + backward + training's AdamW on random batches already on the
+device, for every precision the device has (CPU: fp32, bfloat16 autocast where oneDNN has it;
+CUDA: fp32 (TF32 where the card uses it), float16 AMP with a GradScaler, bfloat16 AMP where
+supported), each with and without channels_last; ``ratio`` is each rate over plain fp32 from
+the same run. ``end_to_end``: images/s of real training steps fed by training's own loader
 (`utils.training.feeding.training_loader` over the manifest's train split: pipeline 2 in uint8,
 reduced-size decoding or the memory cache, persistent workers, epochs restarting as in
 training) in the fastest step setting, so ``end_to_end / step`` says how much of the time the
@@ -28,7 +28,7 @@ from utils.models import build_model
 from utils.training.devices import DTYPES, cpu_has_bf16, resolve_device
 from utils.training.evaluate import split_dataset
 from utils.training.feeding import resolve_workers, training_loader
-from utils.training.train import train_step
+from utils.training.train import make_optimizer, train_step
 
 
 def precisions(device: torch.device) -> list[str]:
@@ -54,7 +54,7 @@ def _timed(step, steps: int, device: torch.device, warmup: int = 2) -> float:
 def _prepare(name: str, classes: int, device, precision: str, channels_last: bool):
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model(name, classes).to(device, memory_format=memory).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model.parameters(), 1e-4, 0.01, device)
     dtype = DTYPES[precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 

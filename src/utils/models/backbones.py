@@ -18,6 +18,12 @@ builds EfficientNet with torch's default momentum ``EFFICIENTNET_BN_MOMENTUM = 0
 torchvision's ResNet and MobileNet have); pretrained weights load as before (running statistics
 are buffers, momentum is not stored).
 
+Activation: efficientnet-pytorch's swish is a Python autograd function
+(``MemoryEfficientSwish``: ``x * sigmoid(x)`` forward, five elementwise kernels backward);
+`native_silu` puts torch's ``nn.SiLU`` (one fused kernel each way, the same function) in its
+place; with the fused AdamW (`utils.training.train.make_optimizer`), EfficientNet-B2's training
+step is 1.3x faster on 2 CPU cores (`bench step`).
+
 Zero-initialised residual branches (Goyal et al. 2017, "Accurate, large minibatch SGD", sec.
 5.1): the last BatchNorm of every residual branch starts with ``gamma = 0``, so each residual
 block starts as the identity (``y = x + 0``) and a deep network trained from scratch starts as a
@@ -34,7 +40,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from efficientnet_lite_pytorch import EfficientNet as EfficientNetLite
+from efficientnet_lite_pytorch import utils as lite_utils
 from efficientnet_pytorch import EfficientNet
+from efficientnet_pytorch.utils import MemoryEfficientSwish, Swish
 from torch import nn
 from torchvision import models as tv
 
@@ -146,7 +154,28 @@ def _resnet50(num_classes: int) -> tuple[nn.Module, nn.Module, int]:
     return net, report_resnet_head(width, num_classes), width
 
 
+# efficientnet-pytorch's swish modules and its Lite fork's (the Lites themselves use ReLU6)
+SWISH_TYPES = (MemoryEfficientSwish, Swish, lite_utils.MemoryEfficientSwish, lite_utils.Swish)
+
+
+def native_silu(net: nn.Module) -> int:
+    """Replace every efficientnet-pytorch swish module in ``net`` by ``nn.SiLU``, in place.
+
+    ``silu(x) = x * sigmoid(x)``, the same function in one kernel (and its derivative
+    ``s (1 + x (1 - s))``, ``s = sigmoid(x)``, in one more). Returns how many were replaced
+    (24 in EfficientNet-B2: the stem's and one per block; the head shares the stem's module).
+    """
+    replaced = 0
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, SWISH_TYPES):
+                setattr(module, name, nn.SiLU())
+                replaced += 1
+    return replaced
+
+
 def _efficientnet(num_classes: int, net: nn.Module) -> tuple[nn.Module, nn.Module, int]:
+    native_silu(net)
     for module in net.modules():  # TF's momentum 0.01 -> torch's 0.1, see the module docstring
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = EFFICIENTNET_BN_MOMENTUM
