@@ -72,3 +72,49 @@ def test_real_photo_pair_if_available():
     ex = RootSift()
     a, b = (ex.extract(load_image(photos / f"sacre_coeur_0{i}.jpg")) for i in (1, 2))
     assert match_pair(a, b).inliers > 20
+
+
+def test_rerank_retrieval_shares_the_gallery_cache_across_parts(tmp_path):
+    import cv2
+
+    from utils.retrieval.shortlist import rerank_retrieval
+
+    class Counting(RootSift):
+        calls = 0
+
+        def extract(self, image):
+            Counting.calls += 1
+            return super().extract(image)
+
+    paths = []
+    for i, image in enumerate([textured(0), warp(textured(0), 1), textured(2), textured(3)]):
+        paths.append(tmp_path / f"{i}.jpg")
+        cv2.imwrite(str(paths[-1]), image[..., ::-1])
+    gallery, labels, queries = paths[:3], np.array([10, 10, 20]), [paths[1], paths[3]]
+    indices = np.array([[0, 2], [2, 0]])
+    cosines = np.array([[0.9, 0.8], [0.7, 0.6]])
+    extractor = Counting(max_features=300, max_side=320)
+    whole = rerank_retrieval(
+        queries, gallery, labels, cosines, indices, extractor, 2, progress=False
+    )
+    assert Counting.calls == 2 + 2  # two queries, two distinct gallery images
+    Counting.calls, cache, parts = 0, {}, []
+    for q in range(2):
+        part = slice(q, q + 1)
+        parts.append(
+            rerank_retrieval(
+                queries[part],
+                gallery,
+                labels,
+                cosines[part],
+                indices[part],
+                extractor,
+                2,
+                progress=False,
+                cache=cache,
+            )
+        )
+    assert Counting.calls == 2 + 2 and sorted(cache) == [0, 2]  # each gallery image once
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+    np.testing.assert_allclose(np.concatenate([p[1] for p in parts]), whole[1])
+    assert whole[0][0] == 10  # the warped copy of gallery image 0 keeps its landmark

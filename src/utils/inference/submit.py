@@ -349,6 +349,7 @@ def _rerank(cfg, budget, query_paths, gallery, neighbours, answers, penalty, pro
     landmarks, confidence = answers[0].copy(), answers[1].copy()
     stage = _stage_budget(cfg, budget, 1.0)
     extractor, chunk = RootSift(), 32
+    cache = {}  # gallery features, shared by the chunks (a gallery image is extracted once)
     for start in range(0, len(query_paths), chunk):
         part = slice(start, start + chunk)
         if cfg.time_budget_s and not stage.allows(start, len(query_paths[part])):
@@ -362,6 +363,7 @@ def _rerank(cfg, budget, query_paths, gallery, neighbours, answers, penalty, pro
             extractor,
             cfg.rerank_top,
             progress=progress,
+            cache=cache,
         )
         blank = landmarks[part] == NO_LANDMARK
         landmarks[part] = np.where(blank, NO_LANDMARK, labels)

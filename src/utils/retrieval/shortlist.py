@@ -26,14 +26,17 @@ def rerank_retrieval(
     top_k: int = 3,
     settings: MatchSettings | None = None,
     progress: bool = True,
+    cache: dict[int, LocalFeatures] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list]:
     """`rerank_shortlist` over the ``top_k`` retrieved images of every query.
 
     ``cosines`` and ``indices`` are the kNN result ``(Q, k >= top_k)``. Gallery features are
-    extracted once and cached. Returns predicted landmarks ``(Q,)``, confidences ``(Q,)`` and,
-    per query, the ``(gallery index, PairMatch)`` of its best candidate.
+    extracted once and kept in ``cache`` (gallery index -> features; pass the same dict to
+    calls over parts of one query set so that no gallery image is extracted twice). Returns
+    predicted landmarks ``(Q,)``, confidences ``(Q,)`` and, per query, the
+    ``(gallery index, PairMatch)`` of its best candidate.
     """
-    cache: dict[int, LocalFeatures] = {}
+    cache = {} if cache is None else cache
     predicted, confidence, best = [], [], []
     for q, path in enumerate(
         tqdm(query_paths, desc=f"re-rank ({extractor.name})", disable=not progress)
