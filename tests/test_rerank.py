@@ -2,10 +2,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import textured, warp
+from conftest import save, textured, warp
 from utils.retrieval.local_features import LocalFeatures, RootSift, root_sift
 from utils.retrieval.rerank import MatchSettings, landmark_evidence, match_descriptors, match_pair
+from utils.retrieval.shortlist import rerank_retrieval
 
 
 def test_root_sift_is_unit_length_hellinger():
@@ -75,10 +77,6 @@ def test_real_photo_pair_if_available():
 
 
 def test_rerank_retrieval_shares_the_gallery_cache_across_parts(tmp_path):
-    import cv2
-
-    from utils.retrieval.shortlist import rerank_retrieval
-
     class Counting(RootSift):
         calls = 0
 
@@ -86,10 +84,8 @@ def test_rerank_retrieval_shares_the_gallery_cache_across_parts(tmp_path):
             Counting.calls += 1
             return super().extract(image)
 
-    paths = []
-    for i, image in enumerate([textured(0), warp(textured(0), 1), textured(2), textured(3)]):
-        paths.append(tmp_path / f"{i}.jpg")
-        cv2.imwrite(str(paths[-1]), image[..., ::-1])
+    images = [textured(0), warp(textured(0), 1), textured(2), textured(3)]
+    paths = [save(Image.fromarray(image), tmp_path / f"{i}.jpg") for i, image in enumerate(images)]
     gallery, labels, queries = paths[:3], np.array([10, 10, 20]), [paths[1], paths[3]]
     indices = np.array([[0, 2], [2, 0]])
     cosines = np.array([[0.9, 0.8], [0.7, 0.6]])
