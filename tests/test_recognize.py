@@ -12,7 +12,7 @@ from conftest import copy_real_gallery, textured, warp, write_gallery
 from utils.cli import recognize as recognize_cli
 from utils.retrieval import calibration, recognize
 from utils.retrieval.calibration import calibrate
-from utils.retrieval.gallery import read_gallery
+from utils.retrieval.gallery import read_competition_gallery, read_gallery
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import Recognizer
 
@@ -262,3 +262,57 @@ def test_delf_local_features_from_a_checkpoint(tmp_path):
     images = [textured(i, size=(240, 320)) for i in range(3)]
     recognizer.fit(images, ["a", "b", "c"])
     assert recognizer.recognize(images[0]).best == "a"
+
+
+def write_competition_gallery(root: Path) -> Path:
+    """A competition folder: 3 landmark ids of 3 textured views, one listed photo missing,
+    one unreadable, and names for two of the ids."""
+    rows = []
+    for landmark in range(3):
+        for view in range(3):
+            image_id = f"{landmark}{view}{'abcdef'[landmark]}0000{view}"
+            path = root / "train" / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = warp(textured(landmark), seed=view)
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            rows.append((image_id, 100 + landmark))
+    rows.append(("fff00000missing", 101))  # listed, no file
+    broken = root / "train" / "e" / "e" / "e" / "eee0000broken.jpg"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    rows.append(("eee0000broken", 102))
+    pd.DataFrame(rows, columns=["id", "landmark_id"]).to_csv(root / "train.csv", index=False)
+    pd.DataFrame(
+        {"landmark_id": [100, 101], "category": ["Tower_Bridge", "Category:Big_Ben"]}
+    ).to_csv(root / "train_label_to_category.csv", index=False)
+    return root
+
+
+def test_read_competition_gallery_counts_missing_photos(tmp_path):
+    found = read_competition_gallery(write_competition_gallery(tmp_path / "comp"))
+    assert len(found.paths) == 10 and found.missing == ["fff00000missing"]
+    assert sorted(set(found.labels)) == ["100", "101", "102"]
+    assert found.names == {"100": "Tower Bridge", "101": "Big Ben"}
+    with pytest.raises(FileNotFoundError, match="competition folder not found"):
+        read_competition_gallery(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="expected a CSV with columns id,landmark_id"):
+        read_competition_gallery(tmp_path)
+
+
+def test_cli_reads_a_competition_folder_as_gallery(tmp_path, capsys):
+    root = write_competition_gallery(tmp_path / "comp")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    cv2.imwrite(str(queries / "q1.jpg"), cv2.cvtColor(warp(textured(1), 7), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(queries / "q0.jpg"), cv2.cvtColor(warp(textured(0), 8), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "predictions.csv"
+    argv = ["--gallery-data-root", str(root), "--queries", str(queries), "--out", str(out)]
+    code = recognize_cli.main([*argv, "--global", "none", "--index", str(tmp_path / "index")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "1 photos listed in" in err and "are missing and left out" in err
+    assert "eee0000broken.jpg" in err and "1 gallery photos could not be read" in err
+    table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("id")
+    assert list(table.columns) == ["landmark", "confidence", "name"]
+    assert table.loc["q1", "landmark"] == "101" and table.loc["q1", "name"] == "Big Ben"
+    assert table.loc["q0", "name"] == "Tower Bridge"

@@ -39,7 +39,14 @@ from nbclient.exceptions import CellTimeoutError
 from papermill.exceptions import PapermillExecutionError
 
 from utils import minigld
-from utils.data.gldv2 import KAGGLE_ROOT, TRAIN_COLUMNS, default_data_root, read_csv_checked
+from utils.data.gldv2 import (
+    KAGGLE_ROOT,
+    TRAIN_COLUMNS,
+    default_data_root,
+    read_csv_checked,
+    read_source,
+)
+from utils.data.manifests import adapted_top
 from utils.results import write_results
 
 REPO = Path(__file__).resolve().parents[2]
@@ -264,7 +271,8 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
 
     Without ``data_root``: Kaggle's competition folder inside a Kaggle kernel, else the
     embedded dataset of ``profile`` (generated when missing). A mini dataset gets its
-    profile's top-N and committed manifest; any other data root the report's top-100.
+    profile's top-N and committed manifest; any other data root the report's top-100, or every
+    landmark that can be split when it has fewer (`utils.data.manifests.adapted_top`, logged).
     """
     if data_root is None:
         data_root = default_data_root(REPO / "data" / f"minigld-{profile}")
@@ -272,6 +280,9 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
             minigld.ensure(data_root, profile)
     mini_profile = minigld.profile_of(data_root)
     top = PROFILE_TOP[mini_profile] if mini_profile else REAL_TOP
+    if not mini_profile and (data_root / "train.csv").is_file():
+        top, note = adapted_top(read_source(data_root)[0], REAL_TOP)
+        print(f"pipeline: {data_root}: {note} (TOP={top})", file=sys.stderr)
     if manifest is None and mini_profile:
         candidate = REPO / "data_manifests" / f"minigld-{mini_profile}-top{top}"
         manifest = candidate if candidate.is_dir() else None

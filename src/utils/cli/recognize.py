@@ -1,11 +1,14 @@
 """``python -m utils recognize``: landmarks in photos, named against a gallery folder.
 
-``python -m utils recognize --gallery DIR --queries DIR --out predictions.csv [--global
+``python -m utils recognize --gallery DIR|--gallery-data-root DIR --queries DIR --out
+predictions.csv [--global
 lite2|lite0|none] [--checkpoint CKPT] [--local sift|delf|none] [--detector imagenet|PATH]
 [--index DIR] [--workers P] [--details JSON]``
 
-The gallery holds one sub-folder per landmark (the folder name is the landmark's name); the
-queries are image files (id = file name without extension). For every query a row
+The gallery holds one sub-folder per landmark (the folder name is the landmark's name), or is a
+competition folder (``--gallery-data-root``: ``train.csv`` and its images; the landmark is the
+landmark id, and a ``name`` column gives its name from ``train_label_to_category.csv``; photos
+listed but missing or unreadable are counted and left out); the queries are image files (id = file name without extension). For every query a row
 ``id,landmark,confidence`` is written; ``landmark`` is empty when the photo is judged not to
 show a known landmark, or could not be read (a warning names it, and the run goes on). How it
 is scored: `utils.retrieval.recognize` (by default the pretrained EfficientNet-Lite2 descriptor
@@ -28,7 +31,7 @@ from pathlib import Path
 from utils.data.images import ImageLoadError, load_image, split_files
 from utils.models.weights import WeightsError
 from utils.ood import load_detector
-from utils.retrieval.gallery import fit_gallery, read_gallery
+from utils.retrieval.gallery import fit_gallery, read_competition_gallery, read_gallery
 from utils.retrieval.recognize import (
     GLOBAL_TOP_K,
     GLOBALS,
@@ -48,7 +51,13 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m utils recognize",
         description="Recognise landmarks in photos against a gallery of known landmarks.",
     )
-    parser.add_argument("--gallery", type=Path, required=True, help="one sub-folder per landmark")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gallery", type=Path, help="one sub-folder per landmark")
+    source.add_argument(
+        "--gallery-data-root",
+        type=Path,
+        help="a competition folder (train.csv + train/a/b/c/<id>.jpg): its train photos",
+    )
     parser.add_argument("--queries", type=Path, required=True, help="folder of query images")
     parser.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     parser.add_argument("--checkpoint", default=None, help="trained model (global embeddings)")
@@ -71,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
         "--index",
         type=Path,
         default=None,
-        help="visual-word index folder (default: GALLERY.index beside the gallery)",
+        help="cache folder of gallery features (default: GALLERY.index beside the gallery)",
     )
     parser.add_argument(
         "--shortlist",
@@ -134,6 +143,27 @@ def gate_of(name: str, threshold: float | None = None, device: str = "cpu") -> G
     return gate
 
 
+def gallery_of(args: argparse.Namespace) -> tuple[list[Path], list[str], dict[str, str]]:
+    """Gallery paths, labels and names (landmark id -> name; {} for a folder per landmark).
+
+    From ``--gallery`` (one sub-folder per landmark, labels are the folder names) or
+    ``--gallery-data-root`` (a competition folder, labels are landmark ids; photos listed but
+    absent are counted and left out).
+    """
+    if args.gallery is not None:
+        paths, labels = read_gallery(args.gallery)
+        return paths, labels, {}
+    found = read_competition_gallery(args.gallery_data_root)
+    if found.missing:
+        print(
+            f"warning: {len(found.missing)} photos listed in "
+            f"{args.gallery_data_root / 'train.csv'} are missing and left out "
+            f"(first: {found.missing[0]})",
+            file=sys.stderr,
+        )
+    return found.paths, found.labels, found.names
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
@@ -150,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
     """Recognise the queries of parsed `parser` options, gated by ``gate`` when given."""
     try:
-        paths, labels = read_gallery(args.gallery)
+        paths, labels, titles = gallery_of(args)
         queries, skipped = split_files(args.queries) if args.queries.is_dir() else ([], [])
         if not queries:
             raise FileNotFoundError(
@@ -170,7 +200,8 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
     local_only = recognizer.embedder is None
     small = args.shortlist_above < 0 or len(paths) <= args.shortlist_above
     if not (local_only and small):  # cached in the gallery's index folder
-        folder = args.index or args.gallery.parent / f"{args.gallery.name}.index"
+        source = args.gallery or args.gallery_data_root
+        folder = args.index or source.parent / f"{source.name}.index"
         use_words = local_only and args.local == "sift"
         try:
             kept_at = fit_gallery(
@@ -196,12 +227,19 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
             except ImageLoadError as err:
                 print(f"warning: gallery image skipped: {err}", file=sys.stderr)
         recognizer.fit(images, kept)
+    unread = len(paths) - len(names)
+    if unread:
+        print(f"warning: {unread} gallery photos could not be read and were left out", file=sys.stderr)
     table, details = recognize_files(recognizer, queries, names, gate=gate)
     if args.details:
         args.details.parent.mkdir(parents=True, exist_ok=True)
         args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table[["id", "landmark", "confidence"]].to_csv(args.out, index=False, float_format="%.6f")
+    columns = ["id", "landmark", "confidence"]
+    if titles:  # a competition folder: landmark ids, and their names beside them
+        table["name"] = table["landmark"].map(lambda lm: titles.get(lm, ""))
+        columns.append("name")
+    table[columns].to_csv(args.out, index=False, float_format="%.6f")
     for path in skipped:
         print(f"skipped (not an image format): {path}", file=sys.stderr)
     accepted = int((table["landmark"] != "").sum())

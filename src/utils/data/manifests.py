@@ -76,6 +76,27 @@ def top_classes(labels: pd.DataFrame, top: int) -> list[int]:
     return [int(landmark) for landmark, _ in ranked[:top]]
 
 
+def adapted_top(labels: pd.DataFrame, wanted: int) -> tuple[int, str]:
+    """``wanted`` landmarks, or fewer where the data has fewer that can be split; and a note.
+
+    A landmark can be split 80/10/10 with at least `MIN_IMAGES_PER_CLASS` images; when fewer
+    than ``wanted`` landmarks have that many, the top-N is all of them (the note says so).
+    """
+    counts = labels.groupby("landmark_id").size()
+    usable = int((counts >= MIN_IMAGES_PER_CLASS).sum())
+    if usable >= wanted:
+        return wanted, f"top {wanted} of {len(counts)} landmarks"
+    if usable == 0:
+        raise ValueError(
+            f"no landmark has the {MIN_IMAGES_PER_CLASS} images a train/val/test split needs "
+            f"({len(counts)} landmarks)"
+        )
+    return usable, (
+        f"top {usable}, adapted from {wanted}: the data has {len(counts)} landmarks, {usable} "
+        f"of them with the {MIN_IMAGES_PER_CLASS} images a split needs"
+    )
+
+
 def split_class(
     ids: list[str], landmark_id: int, seed: int, small: str = "error"
 ) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """A gallery of known landmarks on disk: reading it, and caching what is extracted from it.
 
 `read_gallery`: a folder with one sub-folder per landmark (the folder name is the landmark's
-name). `fit_gallery` describes its photos for a `utils.retrieval.recognize.Recognizer` and
+name); `read_competition_gallery`: a folder in the competition's layout (``train.csv`` and
+``train/a/b/c/<id>.jpg``), labelled by landmark id, named from ``train_label_to_category.csv``. `fit_gallery` describes its photos for a `utils.retrieval.recognize.Recognizer` and
 calibrates it; everything extracted is cached in the gallery's index folder
 (``<gallery>.index`` by default), keyed by each file's content (SHA-256), so a second run, or a
 renamed photo, costs only hashing:
@@ -23,12 +24,14 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from utils.data.gldv2 import image_path, landmark_names, read_train
 from utils.data.images import ImageLoadError, image_files, load_image
 from utils.retrieval.vocabulary import WORDS, ShortlistIndex, file_key
 
@@ -51,6 +54,49 @@ def read_gallery(folder: str | Path) -> tuple[list[Path], list[str]]:
             f"(one per landmark, named after it), found {len(set(labels))}"
         )
     return paths, labels
+
+
+@dataclass(frozen=True)
+class CompetitionGallery:
+    """A competition folder as a gallery: photo paths, their landmark ids (str), names.
+
+    ``names`` maps a landmark id to its name (``train_label_to_category.csv``; empty without
+    it); ``missing`` lists the ids of ``train.csv`` whose image file is absent (left out).
+    """
+
+    paths: list[Path]
+    labels: list[str]
+    names: dict[str, str]
+    missing: list[str]
+
+
+def read_competition_gallery(root: str | Path) -> CompetitionGallery:
+    """The train photos of a competition folder (``train.csv`` + images) as a gallery.
+
+    Photos listed but absent are counted in ``missing`` and left out, never fatal; an
+    unreadable one is left out later, where it is read (`fit_gallery` warns with its path).
+    Raises `utils.data.gldv2.DataContractError` for a missing or malformed ``train.csv``, and
+    ValueError when fewer than two landmarks have a photo on disk.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: competition folder not found")
+    train = read_train(root)
+    paths, labels, missing = [], [], []
+    for image_id, landmark in zip(train["id"], train["landmark_id"], strict=True):
+        path = image_path(root, image_id)
+        if path.is_file():
+            paths.append(path)
+            labels.append(str(landmark))
+        else:
+            missing.append(image_id)
+    if len(set(labels)) < 2:
+        raise ValueError(
+            f"{root}: train.csv lists {len(train)} photos, {len(paths)} on disk, of "
+            f"{len(set(labels))} landmark(s); a gallery needs photos of at least two"
+        )
+    names = {str(k): v for k, v in landmark_names(root).items()}
+    return CompetitionGallery(paths, labels, names, missing)
 
 
 def report_skipped(step: Callable[[], T]) -> T:

@@ -1,0 +1,103 @@
+"""kNN voting, the ranking confidence, whitening and query expansion on hand-worked cases."""
+
+import numpy as np
+import pytest
+
+from utils.retrieval import knn
+from utils.retrieval.voting import VoteGallery, VoteRule
+
+
+def test_vote_sums_the_cosines_of_the_top_k_per_landmark():
+    similarity = np.array([[0.9, 0.2, 0.8, 0.7], [0.1, 0.6, 0.3, 0.5]], np.float32)
+    labels = np.array([0, 1, 1, 2])
+    # k=1: the nearest photo alone
+    np.testing.assert_allclose(knn.vote(similarity, labels, 3, 1), [[0.9, 0, 0], [0, 0.6, 0]])
+    # k=3: query 0 sees photos 0, 2, 3; query 1 sees 1, 3, 2
+    np.testing.assert_allclose(
+        knn.vote(similarity, labels, 3, 3), [[0.9, 0.8, 0.7], [0, 0.9, 0.5]], rtol=1e-6
+    )
+    # k above the gallery's size: every photo votes
+    np.testing.assert_allclose(knn.vote(similarity, labels, 3, 10)[0], [0.9, 1.0, 0.7], rtol=1e-6)
+
+
+def test_vote_ignores_photos_a_query_may_not_see():
+    similarity = np.array([[0.9, -np.inf, 0.4]], np.float32)
+    votes = knn.vote(similarity, np.array([0, 1, 1]), 2, k=3)
+    np.testing.assert_allclose(votes, [[0.9, 0.4]])
+    assert np.isfinite(votes).all()
+
+
+def test_vote_with_an_empty_gallery_or_no_query():
+    assert knn.vote(np.zeros((2, 0)), np.zeros(0, int), 3, 5).shape == (2, 3)
+    assert knn.vote(np.zeros((0, 4)), np.zeros(4, int), 3, 5).shape == (0, 3)
+
+
+def test_margin_confidence_ranks_a_split_vote_below_a_clear_one():
+    votes = np.array([[2.4, 0.3, 0.0], [1.3, 1.2, 0.1], [0.0, 0.0, 0.0]], np.float32)
+    best, margin = knn.confidence_from_votes(votes, "margin")
+    np.testing.assert_array_equal(best, [0, 0, 0])
+    np.testing.assert_allclose(margin, [2.1, 0.1, 0.0], rtol=1e-6)
+    _, first = knn.confidence_from_votes(votes, "best")
+    np.testing.assert_allclose(first, [2.4, 1.3, 0.0])
+    # one landmark only: the margin is the vote itself
+    _, alone = knn.confidence_from_votes(np.array([[0.7]]), "margin")
+    np.testing.assert_allclose(alone, [0.7])
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        knn.confidence_from_votes(votes, "ratio")
+
+
+def test_whitening_decorrelates_and_equalises_the_gallery():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(32, 32)) * np.linspace(3, 0.1, 32)
+    x = knn.normalize(rng.normal(size=(400, 32)) @ mixing + 5.0)
+    white, note = knn.fit_whitening(x, dim=16, shrinkage=0.0)
+    assert white is not None and white.dim == 16 and "16 dimensions" in note
+    projected = (x - white.mean) @ white.projection
+    covariance = projected.T @ projected / len(x)
+    np.testing.assert_allclose(covariance, np.eye(16), atol=1e-4)
+    out = white.apply(x)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+def test_whitening_on_a_gallery_too_small_cuts_dimensions_then_declines():
+    rng = np.random.default_rng(1)
+    # 40 photos of 64 dimensions cannot give 32 directions at 2 photos each: cut to 20
+    cut, note = knn.fit_whitening(
+        rng.normal(size=(40, 64)), dim=32, shrinkage=0.1, min_photos_per_dim=2
+    )
+    assert cut is not None and cut.dim == 20 and "cut from 32" in note
+    # fewer photos than directions worth fitting: no whitening, and the reason
+    none, reason = knn.fit_whitening(rng.normal(size=(12, 1280)), dim=256)
+    assert none is None
+    assert reason == "no whitening: 12 gallery photos estimate at most 11 directions (fewer than 16)"
+
+
+def test_query_expansion_and_dba_pull_towards_the_nearest_rows():
+    base = knn.normalize(np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]))
+    query = knn.normalize(np.array([[1.0, 0.1]]))
+    assert np.array_equal(knn.query_expand(query, base, 0), query)  # k = 0: unchanged
+    # alpha 1: q' = normalize(q + cos(q, b0) b0 + cos(q, b1) b1), its two nearest rows
+    cos = query @ base.T
+    expected = knn.normalize(query + cos[0, 0] * base[0] + cos[0, 1] * base[1])
+    np.testing.assert_allclose(knn.query_expand(query, base, 2, alpha=1.0), expected, rtol=1e-5)
+    # DBA: a row is expanded by its nearest other row, never by itself twice
+    augmented = knn.database_augment(base, 1, alpha=1.0)
+    c01 = float(base[0] @ base[1])
+    np.testing.assert_allclose(augmented[0], knn.normalize(base[0] + c01 * base[1]), rtol=1e-5)
+
+
+def test_vote_gallery_answers_and_calibrates_from_the_gallery():
+    rng = np.random.default_rng(2)
+    centres = knn.normalize(rng.normal(size=(4, 24)))
+    labels = np.repeat(["a", "b", "c", "d"], 6)
+    photos = knn.normalize(centres[[ord(x) - 97 for x in labels]] + 0.1 * rng.normal(size=(24, 24)))
+    gallery = VoteGallery(photos, labels, VoteRule(k=3, whiten_dim=0))
+    assert gallery.whitening is None and "no whitening" in gallery.note
+    answer = gallery.answer(knn.normalize(centres[2] + 0.1 * rng.normal(size=24)))
+    assert answer.best == "c" and answer.confidence > 0 and answer.votes.shape == (4,)
+    evidence = gallery.calibrate()
+    assert len(evidence["known"]) == len(evidence["unknown"]) == 24
+    # a photo of its own landmark leads clearly; the same photo with its landmark gone does not
+    assert np.median(evidence["known"]) > np.quantile(evidence["unknown"], 0.95)
+    assert gallery.tau == pytest.approx(np.quantile(evidence["unknown"], 0.95))
+    assert answer.confidence > gallery.tau
