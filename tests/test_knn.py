@@ -69,7 +69,8 @@ def test_whitening_on_a_gallery_too_small_cuts_dimensions_then_declines():
     # fewer photos than directions worth fitting: no whitening, and the reason
     none, reason = knn.fit_whitening(rng.normal(size=(12, 1280)), dim=256)
     assert none is None
-    assert reason == "no whitening: 12 gallery photos estimate at most 11 directions (fewer than 16)"
+    expected = "no whitening: 12 gallery photos estimate at most 11 directions (fewer than 16)"
+    assert reason == expected
 
 
 def test_query_expansion_and_dba_pull_towards_the_nearest_rows():

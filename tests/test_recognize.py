@@ -265,8 +265,10 @@ def test_delf_local_features_from_a_checkpoint(tmp_path):
 
 
 def write_competition_gallery(root: Path) -> Path:
-    """A competition folder: 3 landmark ids of 3 textured views, one listed photo missing,
-    one unreadable, and names for two of the ids."""
+    """A competition folder: 3 landmark ids of 3 views, 1 listed photo missing, 1 unreadable.
+
+    Two of the ids have names in ``train_label_to_category.csv``.
+    """
     rows = []
     for landmark in range(3):
         for view in range(3):

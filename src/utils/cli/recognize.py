@@ -1,14 +1,15 @@
 """``python -m utils recognize``: landmarks in photos, named against a gallery folder.
 
 ``python -m utils recognize --gallery DIR|--gallery-data-root DIR --queries DIR --out
-predictions.csv [--global
-lite2|lite0|none] [--checkpoint CKPT] [--local sift|delf|none] [--detector imagenet|PATH]
+predictions.csv [--global lite2|lite0|none] [--checkpoint CKPT] [--local sift|delf|none]
+[--detector imagenet|PATH]
 [--index DIR] [--workers P] [--details JSON]``
 
 The gallery holds one sub-folder per landmark (the folder name is the landmark's name), or is a
 competition folder (``--gallery-data-root``: ``train.csv`` and its images; the landmark is the
 landmark id, and a ``name`` column gives its name from ``train_label_to_category.csv``; photos
-listed but missing or unreadable are counted and left out); the queries are image files (id = file name without extension). For every query a row
+listed but missing or unreadable are counted and left out); the queries are image files (id =
+file name without extension). For every query a row
 ``id,landmark,confidence`` is written; ``landmark`` is empty when the photo is judged not to
 show a known landmark, or could not be read (a warning names it, and the run goes on). How it
 is scored: `utils.retrieval.recognize` (by default the pretrained EfficientNet-Lite2 descriptor
@@ -229,7 +230,10 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
         recognizer.fit(images, kept)
     unread = len(paths) - len(names)
     if unread:
-        print(f"warning: {unread} gallery photos could not be read and were left out", file=sys.stderr)
+        print(
+            f"warning: {unread} gallery photos could not be read and were left out",
+            file=sys.stderr,
+        )
     table, details = recognize_files(recognizer, queries, names, gate=gate)
     if args.details:
         args.details.parent.mkdir(parents=True, exist_ok=True)

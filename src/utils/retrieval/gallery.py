@@ -2,7 +2,8 @@
 
 `read_gallery`: a folder with one sub-folder per landmark (the folder name is the landmark's
 name); `read_competition_gallery`: a folder in the competition's layout (``train.csv`` and
-``train/a/b/c/<id>.jpg``), labelled by landmark id, named from ``train_label_to_category.csv``. `fit_gallery` describes its photos for a `utils.retrieval.recognize.Recognizer` and
+``train/a/b/c/<id>.jpg``), labelled by landmark id, named from ``train_label_to_category.csv``.
+`fit_gallery` describes its photos for a `utils.retrieval.recognize.Recognizer` and
 calibrates it; everything extracted is cached in the gallery's index folder
 (``<gallery>.index`` by default), keyed by each file's content (SHA-256), so a second run, or a
 renamed photo, costs only hashing:

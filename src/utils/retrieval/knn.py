@@ -112,13 +112,15 @@ def database_augment(gallery: np.ndarray, k: int, alpha: float = 3.0) -> np.ndar
     return expand(gallery, gallery, k, alpha, skip_self=True)
 
 
-def query_expand(queries: np.ndarray, gallery: np.ndarray, k: int, alpha: float = 3.0) -> np.ndarray:
+def query_expand(
+    queries: np.ndarray, gallery: np.ndarray, k: int, alpha: float = 3.0
+) -> np.ndarray:
     """alpha-QE: each query expanded by its ``k`` nearest gallery rows (`expand`)."""
     return expand(queries, gallery, k, alpha)
 
 
 def vote(similarity: np.ndarray, labels: np.ndarray, n_labels: int, k: int) -> np.ndarray:
-    """kNN voting: ``(Q, G)`` cosines, ``(G,)`` label codes -> ``(Q, n_labels)`` votes.
+    """Votes of the k nearest photos: ``(Q, G)`` cosines, ``(G,)`` labels -> ``(Q, L)`` votes.
 
     ``S[q, L] = sum of the cosines of q's k most similar gallery photos whose label is L``
     (``k = 1``: the nearest photo alone). A landmark with no photo among the k gets 0; a
