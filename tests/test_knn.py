@@ -89,16 +89,32 @@ def test_query_expansion_and_dba_pull_towards_the_nearest_rows():
 
 def test_vote_gallery_answers_and_calibrates_from_the_gallery():
     rng = np.random.default_rng(2)
-    centres = knn.normalize(rng.normal(size=(4, 24)))
+    centres = knn.normalize(rng.random((4, 24)))  # non-negative, as GeM features are
     labels = np.repeat(["a", "b", "c", "d"], 6)
-    photos = knn.normalize(centres[[ord(x) - 97 for x in labels]] + 0.1 * rng.normal(size=(24, 24)))
+    codes = [ord(x) - 97 for x in labels]
+    photos = knn.normalize(centres[codes] + 0.1 * rng.random((24, 24)))
     gallery = VoteGallery(photos, labels, VoteRule(k=3, whiten_dim=0))
     assert gallery.whitening is None and "no whitening" in gallery.note
-    answer = gallery.answer(knn.normalize(centres[2] + 0.1 * rng.normal(size=24)))
-    assert answer.best == "c" and answer.confidence > 0 and answer.votes.shape == (4,)
-    evidence = gallery.calibrate()
-    assert len(evidence["known"]) == len(evidence["unknown"]) == 24
-    # a photo of its own landmark leads clearly; the same photo with its landmark gone does not
-    assert np.median(evidence["known"]) > np.quantile(evidence["unknown"], 0.95)
-    assert gallery.tau == pytest.approx(np.quantile(evidence["unknown"], 0.95))
-    assert answer.confidence > gallery.tau
+    query = knn.normalize(centres[2] + 0.05 * rng.random(24))
+    answer = gallery.answer(query)
+    assert answer.best == "c" and answer.scores.shape == (4,)
+    # the confidence is the plain cosine of the answer's most similar photo
+    assert answer.confidence == pytest.approx(float((photos[labels == "c"] @ query).max()))
+    unknown = gallery.calibrate()
+    assert len(unknown) == 24 and gallery.tau == pytest.approx(np.quantile(unknown, 0.95))
+    assert answer.confidence > gallery.tau  # a photo of a known landmark is accepted
+
+
+def test_vote_gallery_inliers_change_the_answer_above_the_floor():
+    photos = knn.normalize(np.array([[1.0, 0.1], [1.0, 0.12], [0.2, 1.0]]))
+    rule = VoteRule(k=1, whiten_dim=0, inlier_vote=1.0, inlier_confidence=0.5, cap=20)
+    gallery = VoteGallery(photos, ["near", "near", "far"], rule)
+    gallery.floor = 5.0
+    query = knn.normalize(np.array([1.0, 0.3]))
+    assert gallery.answer(query).best == "near"
+    # 25 inliers with the "far" photo: V(far) = min(25 - 5, 20) / 20 = 1 outvotes the cosine
+    verified = gallery.answer(query, {2: 25})
+    assert verified.best == "far"
+    assert verified.confidence == pytest.approx(float(photos[2] @ query) + 0.5)
+    # inliers at the floor count nothing
+    assert gallery.answer(query, {2: 5}).best == "near"

@@ -36,6 +36,8 @@ from utils.retrieval.gallery import fit_gallery, read_competition_gallery, read_
 from utils.retrieval.recognize import (
     GLOBAL_TOP_K,
     GLOBALS,
+    NO_LANDMARK,
+    RULES_PRETRAINED,
     SHORTLIST,
     SHORTLIST_ABOVE,
     UNKNOWN_LANDMARK,
@@ -74,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=GLOBAL_TOP_K,
         help="gallery photos verified per query with the pretrained descriptor",
+    )
+    parser.add_argument(
+        "--rule",
+        default="vote",
+        choices=RULES_PRETRAINED,
+        help="pretrained descriptor: vote (kNN voting, whitened; default) or fused (former)",
     )
     parser.add_argument("--top-k", type=int, default=10, help="candidates re-ranked (checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -168,18 +176,25 @@ def gallery_of(args: argparse.Namespace) -> tuple[list[Path], list[str], dict[st
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    gate = None
-    if args.detector:
-        try:
+    gate = judge = None
+    try:
+        if args.detector:
             gate = gate_of(args.detector, args.detector_threshold, args.device)
-        except (FileNotFoundError, ValueError, RuntimeError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    return run(args, gate)
+        elif args.global_descriptor != "none" and not args.checkpoint:
+            # the same ImageNet network tells a rejected photo's two cases apart
+            judge = gate_of("imagenet", args.detector_threshold, args.device)
+    except (FileNotFoundError, ValueError, RuntimeError, WeightsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run(args, gate, judge)
 
 
-def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
-    """Recognise the queries of parsed `parser` options, gated by ``gate`` when given."""
+def run(args: argparse.Namespace, gate: Gate | None = None, judge: Gate | None = None) -> int:
+    """Recognise the queries of parsed `parser` options, gated by ``gate`` when given.
+
+    ``judge``: a detector that only sorts rejected photos into a landmark the gallery lacks
+    and no landmark (`utils.retrieval.recognize.recognize_files`).
+    """
     try:
         paths, labels, titles = gallery_of(args)
         queries, skipped = split_files(args.queries) if args.queries.is_dir() else ([], [])
@@ -194,6 +209,7 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
             args.device,
             global_descriptor=args.global_descriptor,
             global_top_k=args.global_top_k,
+            rule=args.rule,
         )
     except (FileNotFoundError, ValueError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -234,7 +250,7 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
             f"warning: {unread} gallery photos could not be read and were left out",
             file=sys.stderr,
         )
-    table, details = recognize_files(recognizer, queries, names, gate=gate)
+    table, details = recognize_files(recognizer, queries, names, gate=gate, judge=judge)
     if args.details:
         args.details.parent.mkdir(parents=True, exist_ok=True)
         args.details.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
@@ -247,15 +263,25 @@ def run(args: argparse.Namespace, gate: Gate | None = None) -> int:
     for path in skipped:
         print(f"skipped (not an image format): {path}", file=sys.stderr)
     accepted = int((table["landmark"] != "").sum())
-    rejected = sum("rejected" in d for d in details.values())
-    gated = f", {rejected} rejected as non-landmarks" if gate is not None else ""
+    verdicts = [d.get("verdict") for d in details.values()]
+    cases = ""
+    if gate is not None or judge is not None:
+        cases = (
+            f", {verdicts.count(UNKNOWN_LANDMARK)} landmarks not in the gallery, "
+            f"{verdicts.count(NO_LANDMARK)} no landmark"
+        )
     own = recognizer.calibration.thresholds.values()
     spread = f"; per landmark {min(own):.1f} to {max(own):.1f}" if own else ""
-    unknown = sum(d.get("verdict") == UNKNOWN_LANDMARK for d in details.values())
-    gated += f", {unknown} landmarks not in the gallery" if gate is not None else ""
-    print(
-        f"wrote {args.out}: {len(table)} queries, {accepted} recognised{gated} "
-        f"(threshold: evidence > {recognizer.tau:.1f}{spread}, "
-        f"noise floor {recognizer.floor:.1f} inliers)"
-    )
+    if recognizer.voting is not None:
+        rule = (
+            f"kNN voting, k {recognizer.vote.k}, {recognizer.voting.note}; accepted when the "
+            f"nearest photo's cosine plus verified inliers > {recognizer.tau:.3f}, i.e. "
+            f"confidence > 0.5; noise floor {recognizer.floor:.1f} inliers"
+        )
+    else:
+        rule = (
+            f"threshold: evidence > {recognizer.tau:.1f}{spread}, "
+            f"noise floor {recognizer.floor:.1f} inliers"
+        )
+    print(f"wrote {args.out}: {len(table)} queries, {accepted} recognised{cases} ({rule})")
     return 0

@@ -52,6 +52,7 @@ from utils.metrics import auroc, gap_from_correct
 from utils.retrieval.local_features import RootSift
 from utils.retrieval.recognize import COSINE_WEIGHT, GLOBAL_TOP_K, Recognizer
 from utils.retrieval.rerank import MatchSettings, match_pair
+from utils.retrieval.voting import VoteRule
 
 NONE = "non_landmark"
 FOLDS = 3
@@ -131,7 +132,19 @@ def reference_recognizer(progress: bool = False, matcher=match_pair) -> Recogniz
 
 
 def project_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
-    """The recognizer ``recognize`` builds by default: pretrained descriptor, RootSIFT, fused."""
+    """The recognizer ``recognize`` builds by default: kNN voting, RootSIFT verification."""
+    return Recognizer(
+        RootSift(),
+        embedder=shared_descriptor(),
+        top_k=GLOBAL_TOP_K,
+        progress=progress,
+        matcher=matcher,
+        vote=VoteRule(),
+    )
+
+
+def fused_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
+    """The former default (``recognize --rule fused``): descriptor + RootSIFT, fused."""
     return Recognizer(
         RootSift(),
         embedder=shared_descriptor(),
@@ -400,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if photos_missing(args.photos):
         return 2
-    runs = {"project (Lite2 descriptor + RootSIFT, fused, calibrated)": project_recognizer}
+    runs = {"project (Lite2 kNN voting + RootSIFT, calibrated)": project_recognizer}
     if args.ablation:
+        runs["former fused rule (--rule fused)"] = fused_recognizer
         runs["RootSIFT alone (--global none)"] = local_recognizer
         runs["Lite2 descriptor alone (nearest photo's cosine)"] = descriptor_recognizer
     if args.reference:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from utils.data.images import ImageLoadError, load_image
 from utils.retrieval.calibration import (
+    FLOOR_QUANTILE,
     FUSED_TAU_QUANTILE,
     RULES,
     TAU_QUANTILE,
@@ -53,6 +54,7 @@ from utils.retrieval.calibration import (
 from utils.retrieval.local_features import LocalExtractor, LocalFeatures, RootSift
 from utils.retrieval.rerank import MatchSettings, PairMatch, match_pair
 from utils.retrieval.vocabulary import ShortlistIndex, StoredFeatures
+from utils.retrieval.voting import VoteGallery, VoteRule
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]  # RGB images -> (N, D) unit vectors
 # a non-landmark gate: RGB image -> (shows a landmark, score); `utils.cli.recognize` builds one
@@ -66,6 +68,11 @@ GLOBAL_TOP_K = 15  # photos verified per query with the pretrained descriptor (c
 COSINE_WEIGHT = 40.0  # inliers per unit of cosine above c0, pretrained descriptor (tune)
 COS_FLOOR_QUANTILE = 0.5  # c0: this quantile of unrelated photos' cosines (chosen on tune)
 UNKNOWN_LANDMARK = "a landmark, not one I know"  # the detector says landmark, the gallery no
+KNOWN_LANDMARK = "a known landmark"  # accepted by the gallery's rule
+NO_LANDMARK = "no landmark"  # rejected, and the detector says no landmark either
+NOT_KNOWN = "no known landmark"  # rejected, no detector to tell the two cases apart
+FLOOR_RANDOM_PAIRS = 200  # random pairs of two landmarks measuring the voting rule's floor
+RULES_PRETRAINED = ("vote", "fused")  # --rule: kNN voting (default) or the former fused rule
 GLOBALS = ("lite2", "lite0", "none")  # --global: the pretrained descriptor's backbone, or none
 
 
@@ -83,7 +90,8 @@ class Candidate:
 class Recognition:
     """The answer for one query: landmark (None: rejected), confidence, evidence, top 5.
 
-    ``threshold``: the evidence the best landmark had to exceed.
+    ``score``: the number the rule compares with ``threshold`` (the best landmark's evidence;
+    with `VoteRule`, its raw confidence, `utils.retrieval.voting`).
     """
 
     landmark: Hashable | None
@@ -92,6 +100,7 @@ class Recognition:
     evidence: dict
     candidates: list[Candidate]
     threshold: float = float("nan")
+    score: float = float("nan")
 
 
 class Recognizer:
@@ -115,6 +124,7 @@ class Recognizer:
         calibration_queries: int = CALIBRATION_QUERIES,
         cosine_weight: float | None = None,
         cos_floor_quantile: float = COS_FLOOR_QUANTILE,
+        vote: VoteRule | None = None,
     ):
         if extractor is None and embedder is None:
             raise ValueError("need local features, a global embedder, or both")
@@ -132,6 +142,9 @@ class Recognizer:
         self.shortlist, self.shortlist_size = shortlist, shortlist_size
         self.calibration_queries = calibration_queries
         self.cosine_weight, self.cos_floor_quantile = cosine_weight, cos_floor_quantile
+        if vote is not None and embedder is None:
+            raise ValueError("the voting rule needs a global embedder")
+        self.vote, self.voting = vote, None
         self.labels: list[Hashable] = []
         self.features: list[LocalFeatures] = []
         self.embeddings: np.ndarray | None = None
@@ -184,11 +197,46 @@ class Recognizer:
                 f"the gallery {len(self.labels)}"
             )
         self.embeddings = embeddings
-        if self.fixed_threshold is not None:
+        if self.vote is not None:
+            self._fit_voting()
+        elif self.fixed_threshold is not None:
             self.calibration = Calibration(0.0, float(self.fixed_threshold))
         else:
             self._calibrate()
         return self
+
+    def _fit_voting(self) -> None:
+        """`VoteGallery` on the embeddings; its noise floor (inliers) and ``tau`` from them."""
+        self.voting = VoteGallery(self.embeddings, self.labels, self.vote)
+        floor = 0.0
+        if self.extractor is not None:
+            floor = self.random_pair_floor()
+        self.voting.floor = floor
+        self.voting.calibrate()
+        tau = self.voting.tau if self.fixed_threshold is None else float(self.fixed_threshold)
+        self.voting.tau = tau
+        self.calibration = Calibration(floor, tau)
+
+    def random_pair_floor(self, pairs: int = FLOOR_RANDOM_PAIRS, seed: int = 2) -> float:
+        """The `FLOOR_QUANTILE` of the inliers of random gallery pairs of two landmarks.
+
+        What unrelated photos share by chance; up to ``pairs`` pairs, drawn seeded.
+        """
+        labels = np.asarray(self.labels, dtype=object)
+        n = len(labels)
+        rng = np.random.default_rng(seed)
+        found: set[tuple[int, int]] = set()
+        for _ in range(pairs * 20):
+            if len(found) >= pairs:
+                break
+            i, j = (int(x) for x in rng.integers(0, n, 2))
+            if labels[i] != labels[j]:
+                found.add((min(i, j), max(i, j)))
+        counts = [
+            self.matcher(self.features[i], self.features[j], self.settings).inliers
+            for i, j in tqdm(sorted(found), desc="noise floor", disable=not self.progress)
+        ]
+        return float(np.quantile(counts, FLOOR_QUANTILE)) if counts else 0.0
 
     def _evidence(self, labels, inliers, cosine) -> dict:
         """Per-landmark evidence (module docstring); `sum_or_max_evidence`."""
@@ -374,6 +422,8 @@ class Recognizer:
         self, local: LocalFeatures | None, emb: np.ndarray | None
     ) -> Recognition:
         """`recognize` from the query's features (`describe_image`)."""
+        if self.voting is not None:
+            return self._recognize_voting(local, emb)
         n = len(self.labels)
         cosine = self.embeddings @ emb if emb is not None else np.zeros(n)
         if self.shortlist is not None and local is not None:
@@ -419,7 +469,42 @@ class Recognizer:
             for j in ranked
         ]
         accepted = best if value > tau else None
-        return Recognition(accepted, best, float(confidence), evidence, candidates, float(tau))
+        return Recognition(
+            accepted, best, float(confidence), evidence, candidates, float(tau), float(value)
+        )
+
+    def _recognize_voting(self, local: LocalFeatures | None, emb: np.ndarray) -> Recognition:
+        """The `VoteRule` answer: the ``top_k`` photos by whitened cosine verified locally."""
+        whitened = self.voting.whitened_cosine(emb)
+        order = np.argsort(-whitened, kind="stable")[: self.top_k or len(whitened)]
+        matches = {
+            int(j): self.matcher(local, self.features[j], self.settings) if local else None
+            for j in order
+        }
+        inliers = {j: m.inliers for j, m in matches.items() if m is not None}
+        answer = self.voting.answer(emb, inliers)
+        evidence = {
+            self.voting.names[i]: float(answer.scores[i])
+            for i in np.argsort(-answer.scores)
+            if answer.scores[i] > 0
+        }
+        empty = PairMatch(0, 0, np.zeros((0, 4), np.float32))
+        ranked = sorted(order, key=lambda j: (-inliers.get(j, 0), -answer.cosine[j]))[:5]
+        candidates = [
+            Candidate(int(j), self.labels[j], float(answer.cosine[j]), matches[j] or empty)
+            for j in ranked
+        ]
+        tau = self.voting.tau
+        accepted = answer.best if answer.confidence > tau else None
+        return Recognition(
+            accepted,
+            answer.best,
+            float(confidence_of(answer.confidence, tau)),
+            evidence,
+            candidates,
+            float(tau),
+            float(answer.confidence),
+        )
 
 
 def describe(result: Recognition, gallery_names: Sequence[str]) -> dict:
@@ -429,6 +514,8 @@ def describe(result: Recognition, gallery_names: Sequence[str]) -> dict:
         "landmark": result.landmark,
         "best": result.best,
         "confidence": round(result.confidence, 6),
+        "score": round(result.score, 6),
+        "threshold": round(result.threshold, 6),
         "evidence": {str(k): round(v, 3) for k, v in evidence},
         "similar": [
             {
@@ -448,13 +535,17 @@ def recognize_files(
     gallery_names: Sequence[str] | None = None,
     progress: bool = True,
     gate: Gate | None = None,
+    judge: Gate | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """``id, landmark, best, confidence`` for every file, and `describe` of each by id.
 
     An unreadable file gets an empty row (and a warning naming it); the run goes on. With a
-    ``gate`` (a non-landmark detector), a photo it rejects gets an empty row too, and its
-    details say ``rejected`` with the detector's score; a photo it accepts that the gallery
-    does not explain gets the verdict `UNKNOWN_LANDMARK` in its details.
+    ``gate`` (a non-landmark detector), a photo it rejects gets an empty row without being
+    matched, and its details say ``rejected`` with the detector's score. Each answered photo's
+    details carry a ``verdict``, one of three cases: `KNOWN_LANDMARK` (accepted),
+    `UNKNOWN_LANDMARK` (rejected by the gallery's rule, a landmark to the detector: ``gate``,
+    else ``judge``, which only classifies rejected photos) or `NO_LANDMARK`; `NOT_KNOWN` when
+    neither is given.
     """
     names = gallery_names or [str(i) for i in range(len(recognizer.labels))]
     rows, details = [], {}
@@ -467,9 +558,15 @@ def recognize_files(
                 accepted, value = gate(image)
                 if not accepted:
                     rows.append((image_id, "", "", 0.0))
-                    details[image_id] = {"rejected": "not a landmark", "score": round(value, 6)}
+                    details[image_id] = {
+                        "rejected": "not a landmark",
+                        "score": round(value, 6),
+                        "verdict": NO_LANDMARK,
+                    }
                     continue
             result = recognizer.recognize(image)
+            if result.landmark is None and accepted is None and judge is not None:
+                accepted, value = judge(image)
         except ImageLoadError as err:
             warnings.warn(f"{err}; writing an empty prediction", stacklevel=2)
             rows.append((image_id, "", "", 0.0))
@@ -477,8 +574,12 @@ def recognize_files(
             continue
         rows.append((image_id, result.landmark or "", result.best or "", result.confidence))
         details[image_id] = describe(result, names)
-        if accepted and result.landmark is None:
-            details[image_id]["verdict"] = UNKNOWN_LANDMARK
+        if result.landmark is not None:
+            details[image_id]["verdict"] = KNOWN_LANDMARK
+        elif accepted is None:
+            details[image_id]["verdict"] = NOT_KNOWN
+        else:
+            details[image_id]["verdict"] = UNKNOWN_LANDMARK if accepted else NO_LANDMARK
             details[image_id]["detector_score"] = round(value, 6)
     return pd.DataFrame(rows, columns=["id", "landmark", "best", "confidence"]), details
 
@@ -491,18 +592,22 @@ def build_recognizer(
     progress: bool = True,
     global_descriptor: str = "lite2",
     global_top_k: int = GLOBAL_TOP_K,
+    rule: str = "vote",
 ) -> Recognizer:
     """A recognizer from CLI choices: local features and a global embedder.
 
     The global embedder: a trained ``checkpoint``'s embeddings (its ``top_k`` re-ranked, GLR
     2019's fused evidence), else the pretrained descriptor ``global_descriptor`` (`GLOBALS`:
-    ``lite2``/``lite0``; its ``global_top_k`` verified, `COSINE_WEIGHT`), or ``none`` (local
-    features only).
+    ``lite2``/``lite0``; its ``global_top_k`` verified), or ``none`` (local features only).
+    With the pretrained descriptor, ``rule`` (`RULES_PRETRAINED`) is ``vote`` (kNN voting,
+    `utils.retrieval.voting`, the default) or ``fused`` (the former rule, `COSINE_WEIGHT`).
     """
     extractor: LocalExtractor | None = None
-    embedder, weight, k = None, None, 0
+    embedder, weight, k, vote = None, None, 0, None
     if global_descriptor not in GLOBALS:
         raise ValueError(f"--global must be one of {', '.join(GLOBALS)}, not {global_descriptor!r}")
+    if rule not in RULES_PRETRAINED:
+        raise ValueError(f"--rule must be one of {', '.join(RULES_PRETRAINED)}, not {rule!r}")
     if checkpoint:
         from utils.retrieval.index import checkpoint_embedder
 
@@ -511,7 +616,11 @@ def build_recognizer(
         from utils.retrieval.descriptor import GlobalDescriptor
 
         embedder = GlobalDescriptor(backbone=f"efficientnet-{global_descriptor}", device=device)
-        weight, k = COSINE_WEIGHT, global_top_k
+        k = global_top_k
+        if rule == "vote":
+            vote = VoteRule()
+        else:
+            weight = COSINE_WEIGHT
     if local == "sift":
         extractor = RootSift()
     elif local == "delf":
@@ -525,5 +634,5 @@ def build_recognizer(
     if extractor is None and embedder is None:
         raise ValueError("--local none needs a global embedder (--global or --checkpoint)")
     return Recognizer(
-        extractor, embedder=embedder, top_k=k, progress=progress, cosine_weight=weight
+        extractor, embedder=embedder, top_k=k, progress=progress, cosine_weight=weight, vote=vote
     )
