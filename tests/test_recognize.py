@@ -166,6 +166,7 @@ def test_recognize_cli_on_real_photos(tmp_path, capsys):
     queries.mkdir()
     shutil.copy(PHOTOS / "sacre_coeur_07.jpg", queries / "held_out.jpg")
     shutil.copy(PHOTOS / "non_landmark_01.jpg", queries / "not_a_landmark.jpg")
+    shutil.copy(PHOTOS / "tower_bridge_04.jpg", queries / "other_place.jpg")
     (queries / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     Image.open(PHOTOS / "sacre_coeur_06.jpg").convert("P").save(queries / "as_gif.gif")
     (queries / "notes.txt").write_text("not an image")
@@ -188,7 +189,7 @@ def test_recognize_cli_on_real_photos(tmp_path, capsys):
     assert list(table.columns) == ["landmark", "confidence"]
     assert table.loc["held_out", "landmark"] == "sacre_coeur"
     assert table.loc["not_a_landmark", "landmark"] == ""
-    assert table.loc["broken", "landmark"] == "" and len(table) == 4
+    assert table.loc["broken", "landmark"] == "" and len(table) == 5
     assert table.loc["as_gif", "landmark"] == "sacre_coeur"  # every format Pillow opens
     err = capsys.readouterr().err
     assert "skipped (not an image format): " in err and "notes.txt" in err
@@ -198,6 +199,11 @@ def test_recognize_cli_on_real_photos(tmp_path, capsys):
     assert len(similar) == 5 and similar[0]["landmark"] == "sacre_coeur"
     assert similar[0]["photo"].endswith(".jpg") and similar[0]["inliers"] > 0
     assert "error" in details["broken"]
+    # the three cases: a known landmark, a landmark the gallery lacks, no landmark
+    assert details["held_out"]["verdict"] == recognize.KNOWN_LANDMARK
+    assert table.loc["other_place", "landmark"] == ""
+    assert details["other_place"]["verdict"] == recognize.UNKNOWN_LANDMARK
+    assert details["not_a_landmark"]["verdict"] == recognize.NO_LANDMARK
 
 
 def fake_checkpoint(path: Path, model_name: str = "mobilenet_v2") -> Path:

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("utils.training.evaluate", "accuracy and GAP of a checkpoint on a split"),
     "recognize": ("utils.cli.recognize", "recognise photos against a gallery folder"),
     "realphotos": ("utils.retrieval.realphotos", "evaluate recognize on real photos"),
+    "gldv2sample": (
+        "utils.retrieval.gldv2sample",
+        "evaluate recognize's rules on a competition folder of real photos (tune/check)",
+    ),
     "nonlandmark": (
         "utils.ood.realphotos",
         "landmark vs non-landmark AUROC on real photos (local verification)",

@@ -140,6 +140,15 @@ def top_confidences(
     return out
 
 
+def top_landmarks(result: Recognition, recognizer: Recognizer, k: int = 3) -> list:
+    """The answer's top ``k`` landmarks: by the voting rule's scores (votes + verified
+    inliers) with the kNN rule, else `top_confidences`."""
+    if recognizer.voting is None:
+        return top_confidences(result, recognizer.calibration, k)
+    ranked = sorted(result.evidence.items(), key=lambda item: -item[1])[:k]
+    return [(str(name), float(value)) for name, value in ranked]
+
+
 class Demo:
     """A fitted recognizer, its gallery photos and the non-landmark detectors to show.
 
@@ -188,8 +197,9 @@ class Demo:
 
     def verdicts(self, image: np.ndarray, result: Recognition) -> list[Verdict]:
         """The recognizer's verdict, then each detector's (module docstring)."""
-        evidence = result.evidence.get(result.best, 0.0) if result.best is not None else 0.0
-        out = [Verdict("recognizer", result.landmark is not None, evidence, result.threshold, True)]
+        out = [
+            Verdict("recognizer", result.landmark is not None, result.score, result.threshold, True)
+        ]
         for name, detector in self.detectors.items():
             score = float(detector.score([image])[0])
             threshold = float(detector.threshold)
@@ -217,7 +227,7 @@ class Demo:
             Path(path).name,
             landmark,
             summary(landmark, result, refused, verdicts),
-            top_confidences(result, self.recognizer.calibration),
+            top_landmarks(result, self.recognizer),
             verdicts,
             retrieved,
             matches,
@@ -231,10 +241,11 @@ def summary(
     refused: Sequence[Verdict],
     verdicts: Sequence[Verdict] = (),
 ) -> str:
-    """One sentence: the landmark and its confidence, or who rejected the photo and why.
+    """One sentence that names one of three cases, and why.
 
-    When only the recognizer rejects it and every detector shown says "landmark", the photo is
-    `UNKNOWN_LANDMARK` (a landmark the gallery lacks), not "not a landmark".
+    "A known landmark: NAME" (accepted); `UNKNOWN_LANDMARK` when only the recognizer rejects
+    it and every detector shown says "landmark" (a landmark the gallery lacks); "No landmark"
+    when a detector shown says it is none; "Not a known landmark" with no detector shown.
     """
     detectors = [v for v in verdicts if v.name != "recognizer"]
     if landmark is None and detectors and all(v.landmark for v in detectors):
@@ -244,7 +255,7 @@ def summary(
             f"({names}), but no gallery landmark's evidence is above its threshold"
         )
     if landmark is not None:
-        return f"Landmark: {landmark} (confidence {result.confidence:.2f})"
+        return f"A known landmark: {landmark} (confidence {result.confidence:.2f})"
     reasons = []
     for v in refused:
         if v.name == "recognizer":
@@ -257,4 +268,5 @@ def summary(
             reasons.append(f"{v.name} scores {v.score:.3g}, below its threshold {v.threshold:.3g}")
     if result.landmark is not None:
         reasons.append(f"the recognizer alone would say {result.landmark}")
-    return f"Not a known landmark: {'; '.join(reasons)}"
+    case = "No landmark" if any(not v.landmark for v in detectors) else "Not a known landmark"
+    return f"{case}: {'; '.join(reasons)}"

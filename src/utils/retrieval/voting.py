@@ -19,7 +19,9 @@
    (`VoteGallery.calibrate`): each of up to `CALIBRATION_QUERIES` gallery photos plays a query
    against the gallery without its own landmark (a place the gallery lacks; its local evidence
    is taken as 0, what the noise ``floor`` leaves of unrelated photos); ``tau`` is the
-   ``tau_quantile`` of those confidences.
+   ``tau_quantile`` of those confidences. 0.75 was chosen on the tune part of gldv2-sample
+   (full and 5-per-landmark galleries) as the level of 0.5, 0.75, 0.9, 0.95, 0.99 with the
+   largest sum of the rates of known queries accepted and right and of others rejected.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class VoteRule:
     inlier_vote: float = 1.0
     inlier_confidence: float = 0.5
     cap: int = 20
-    tau_quantile: float = 0.95
+    tau_quantile: float = 0.75
 
 
 @dataclass(frozen=True)
