@@ -123,7 +123,8 @@ def test_draw_matches_draws_a_line_per_inlier():
 def test_answer_recognises_a_new_view_and_rejects_a_stranger(synthetic):
     demo, known, stranger = synthetic
     answer = demo.answer(known)
-    assert answer.landmark == "landmark_1" and answer.summary.startswith("A known landmark: landmark_1")
+    assert answer.landmark == "landmark_1"
+    assert answer.summary.startswith("A known landmark: landmark_1")
     assert answer.top3[0][0] == "landmark_1" and answer.top3[0][1] > 0.5 and len(answer.top3) == 3
     assert [v.name for v in answer.verdicts] == ["recognizer"] and answer.verdicts[0].landmark
     assert len(answer.retrieved) == 5 and answer.retrieved[0].landmark == "landmark_1"

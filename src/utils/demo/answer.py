@@ -141,8 +141,10 @@ def top_confidences(
 
 
 def top_landmarks(result: Recognition, recognizer: Recognizer, k: int = 3) -> list:
-    """The answer's top ``k`` landmarks: by the voting rule's scores (votes + verified
-    inliers) with the kNN rule, else `top_confidences`."""
+    """The answer's top ``k`` landmarks with a value each.
+
+    With the voting rule, its scores (votes + verified inliers); else `top_confidences`.
+    """
     if recognizer.voting is None:
         return top_confidences(result, recognizer.calibration, k)
     ranked = sorted(result.evidence.items(), key=lambda item: -item[1])[:k]
