@@ -5,7 +5,8 @@ query fold) padded with generated distractor photos (`make_distractors`: synthet
 of `utils.minigld`, ``views`` photos each, 640x480 by default) up to each size. The queries
 are one fold of the real photos (known landmarks, unknown ones and non-landmarks). For each
 size and mode (``global``: the default ``recognize``, the pretrained descriptor's top
-``GLOBAL_TOP_K`` verified, fused evidence; ``exhaustive``: every gallery photo verified;
+``GLOBAL_TOP_K`` by whitened cosine verified, kNN voting, `utils.retrieval.voting`;
+``exhaustive``: every gallery photo verified;
 ``shortlist``: the `utils.retrieval.vocabulary.ShortlistIndex` top ``N`` verified): per-query
 seconds (feature extraction of the query included: RootSIFT, and the descriptor in
 ``global``), top-1 accuracy, GAP and AUROC (`realphotos.summarise`);
@@ -120,8 +121,9 @@ def bench_recognize(
         shared_descriptor,
         summarise,
     )
-    from utils.retrieval.recognize import COSINE_WEIGHT, GLOBAL_TOP_K, Recognizer
+    from utils.retrieval.recognize import GLOBAL_TOP_K, Recognizer
     from utils.retrieval.vocabulary import ShortlistIndex
+    from utils.retrieval.voting import VoteRule
 
     photos = Path(photos)
     manifest = read_csv_checked(photos / "manifest.csv", ("file", "label"))
@@ -171,7 +173,7 @@ def bench_recognize(
         for mode in sorted(modes):  # exhaustive first: its winners judge the shortlists
             kwargs = {
                 "shortlist": {"shortlist": index, "shortlist_size": shortlist},
-                "global": {"top_k": GLOBAL_TOP_K, "cosine_weight": COSINE_WEIGHT},
+                "global": {"top_k": GLOBAL_TOP_K, "vote": VoteRule()},
                 "exhaustive": {},
             }[mode]
             if mode == "global":
@@ -204,7 +206,8 @@ def bench_recognize(
                     contains.append(winners[file][0] in recognizer.verified_shortlist(found))
                 elif file in winners and winners[file][1]:  # global: its top-k by cosine
                     verified = {c.index for c in result.candidates}
-                    order = np.argsort(-(recognizer.embeddings @ vector))[: recognizer.top_k]
+                    whitened = recognizer.voting.whitened_cosine(vector)
+                    order = np.argsort(-whitened)[: recognizer.top_k]
                     contains.append(winners[file][0] in set(order.tolist()) | verified)
                 rows.append(query_row(file, fold, label if known else "", result))
             metrics = summarise(pd.DataFrame(rows))

@@ -95,12 +95,15 @@ def first_per_landmark(labels: list[str], keys: list[str], n: int) -> np.ndarray
 
 
 def described(paths, cache: Path, progress: bool):
-    """Descriptors and stored RootSIFT features of readable ``paths`` and their positions."""
+    """Descriptors and stored RootSIFT features of readable ``paths`` and their positions.
+
+    Descriptors under ``cache/descriptors``, local features in the index folder ``cache/local``.
+    """
     descriptor = shared_descriptor()
     vectors, kept = report_skipped(
         lambda: DescriptorStore(cache, descriptor, progress).get(list(paths))
     )
-    index = ShortlistIndex(cache, RootSift(), progress=progress)
+    index = ShortlistIndex(cache / "local", RootSift(), progress=progress)
     keys = report_skipped(lambda: index.store_features([paths[i] for i in kept]))
     index.keys = [k for k in keys if k is not None]
     if len(index.keys) != len(kept):
