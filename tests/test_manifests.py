@@ -128,3 +128,12 @@ def test_cli(tmp_path, tiny_root, capsys):
     assert "larger than the 6 classes" in capsys.readouterr().err
     assert cli_main(["manifest", "--data-root", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "train.csv" in capsys.readouterr().err
+
+
+def test_adapted_top_keeps_the_wanted_number_when_the_data_has_it():
+    labels = pd.DataFrame({"landmark_id": [1, 1, 1, 2, 2, 2, 3]})
+    assert manifests.adapted_top(labels, 1) == (1, "top 1 of 3 landmarks")
+    top, note = manifests.adapted_top(labels, 100)
+    assert top == 2 and note.startswith("top 2, adapted from 100")
+    with pytest.raises(ValueError, match="no landmark has the 3 images"):
+        manifests.adapted_top(pd.DataFrame({"landmark_id": [1, 2]}), 100)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -198,3 +199,39 @@ def test_the_manifests_02_writes_become_the_run_s_when_it_has_none(tmp_path):
     assert pipeline.adopt_manifests({"MANIFEST_DIR": ""}, tmp_path / "01_eda") == {
         "MANIFEST_DIR": ""
     }
+
+
+def test_default_parameters_adapt_top_to_a_small_real_folder(tmp_path, capsys):
+    # 12 landmarks of 4 photos and one of 2 (too few to split): TOP 12, and the log says so
+    rows = [(f"{lm:02d}{i}abc", lm) for lm in range(12) for i in range(4)]
+    rows += [("99aabc", 99), ("99babc", 99)]
+    pd.DataFrame(rows, columns=["id", "landmark_id"]).to_csv(tmp_path / "train.csv", index=False)
+    params = pipeline.default_parameters(tmp_path, "default", None)
+    assert params["TOP"] == 12 and params["MANIFEST_DIR"] == ""
+    err = capsys.readouterr().err
+    assert "top 12, adapted from 100: the data has 13 landmarks, 12 of them with the 3" in err
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_runs_on_a_folder_of_12_landmarks_with_the_default_top(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from conftest import textured
+
+    root, rows = tmp_path / "comp", []
+    for landmark in range(12):
+        for view in range(5):
+            image_id = f"{landmark:02d}{view}{'abcdef'[view]}0000"
+            path = root / "train" / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), textured(landmark * 10 + view, (96, 128)))
+            rows.append((image_id, 1000 + landmark))
+    pd.DataFrame(rows, columns=["id", "landmark_id"]).to_csv(root / "train.csv", index=False)
+    out = tmp_path / "out"
+    assert pipeline.main(["--data-root", str(root), "--only", "02", "--out", str(out)]) == 0
+    assert "top 12, adapted from 100" in capsys.readouterr().err
+    summary = json.loads((out / "02_preprocess" / "manifests" / "summary.json").read_text())
+    assert summary["top"] == 12 and summary["num_classes"] == 12
