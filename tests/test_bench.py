@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -173,3 +174,17 @@ def test_gallery_benchmark_measures_embedding_and_projects_search(capsys):
             assert seconds == pytest.approx(TEST_SETS[name] / figures["queries_per_second"])
     print_gallery({"embedding": emb, "search": [row]})
     assert "GLDv2 test" in capsys.readouterr().out
+
+
+def test_bench_vote_measures_both_searches(capsys):
+    from utils.bench.vote import bench_vote, synthetic_gallery
+
+    photos, labels, draw = synthetic_gallery(40, dim=64)
+    assert photos.shape == (40, 64) and labels.max() == 7 and draw(3).shape == (3, 64)
+    np.testing.assert_allclose(np.linalg.norm(photos, axis=1), 1.0, rtol=1e-5)
+    (row,) = bench_vote([60], queries=4)
+    assert row["gallery"] == 60 and row["plain_ms"] > 0 and row["vote_ms"] > 0
+    assert row["ratio"] > 0 and row["whitening_s"] >= 0 and row["calibration_s"] >= 0
+    assert "whitening" in row["whitening"]
+    assert bench.main(["vote", "--sizes", "60", "--queries", "2"]) == 0
+    assert "plain search ms" in capsys.readouterr().out

@@ -44,6 +44,11 @@ shortlist, on the real photos' gallery
 padded with generated distractor photos to each size: seconds per query, accuracy, GAP,
 AUROC, and the one-time index costs apart (`utils.bench.recognize`).
 
+``python -m utils bench vote [--sizes 1000,10000] [--queries 100] [--json]``: per-query
+milliseconds of the voting rule's search against the former plain cosine search on synthetic
+galleries of each size, their ratio, and its one-time whitening and calibration seconds
+(`utils.bench.vote`).
+
 ``python -m utils bench demo [--photos ../shared/real-photos] [--size 60] [--run RUN]
 [--no-served] [--json]``: seconds per answer of ``python -m utils demo --gallery`` on a gallery
 of ``size`` photos (real ones padded with distractors), alone and through the served app
@@ -66,6 +71,7 @@ from utils.bench.recognize import DISTRACTORS, bench_recognize, print_recognize
 from utils.bench.retrieval import bench_rerank, bench_search, print_retrieval
 from utils.bench.step import bench_step, print_step
 from utils.bench.train import bench_train, print_train
+from utils.bench.vote import bench_vote, print_vote
 from utils.data.images import image_files
 from utils.retrieval.realphotos import add_photos_argument, photos_missing
 from utils.retrieval.recognize import SHORTLIST
@@ -224,6 +230,10 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--part", default="all", help="real-photo part: tune, check or all")
     rec.add_argument("--workers", type=int, default=1, help="feature extraction processes")
     rec.add_argument("--json", action="store_true", help="print JSON only")
+    voting = sub.add_parser("vote", help="the voting rule's search vs the plain cosine search")
+    voting.add_argument("--sizes", type=int_list, default="1000,10000", help="gallery sizes")
+    voting.add_argument("--queries", type=int, default=100, help="queries per size")
+    voting.add_argument("--json", action="store_true", help="print JSON only")
     demo = sub.add_parser("demo", help="seconds per answer of the Gradio demo")
     add_photos_argument(demo)
     demo.add_argument("--size", type=int, default=60, help="gallery photos")
@@ -297,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         result = bench_step(models, args.size, args.batch, args.steps, args.rounds, args.device)
         show = print_step
+    elif args.command == "vote":
+        result = bench_vote(args.sizes, args.queries)
+        show = print_vote
     elif args.command == "metrics":
         result = bench_metrics(args.size)
         show = print_metrics
