@@ -17,6 +17,10 @@ from types import ModuleType
 COMMANDS: dict[str, tuple[str, str]] = {
     "minigld": ("utils.minigld.generator", "generate the embedded mini dataset (Kaggle layout)"),
     "manifest": ("utils.cli.manifest", "write train/val/test manifests of the top-N landmarks"),
+    "import-folders": (
+        "utils.cli.import_folders",
+        "one folder of photos per landmark -> a folder in the competition's layout",
+    ),
     "resize": ("utils.cli.resize", "mirror an image tree at a smaller size (resumable)"),
     "train": ("utils.training.train", "train a classifier (resumable; also under torchrun)"),
     "evaluate": ("utils.training.evaluate", "accuracy and GAP of a checkpoint on a split"),
