@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= default
-RUN ?= $(PROFILE)
+DATA ?=
+RUN ?= $(if $(DATA),$(notdir $(abspath $(DATA))),$(PROFILE))
 
 .PHONY: install test test-fast lint browser demo pipeline data clean
 
@@ -39,8 +40,10 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m utils minigld --out data/minigld-$(PROFILE) --profile $(PROFILE) --if-missing
 
-pipeline: data
-	$(BIN)/python -m utils pipeline --profile $(PROFILE) --out outputs/$(RUN)
+# make pipeline DATA=DIR: a folder in the competition's layout instead of the embedded dataset
+pipeline: $(if $(DATA),install,data)
+	$(BIN)/python -m utils pipeline $(if $(DATA),--data-root $(DATA),--profile $(PROFILE)) \
+	  --out outputs/$(RUN)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
