@@ -281,7 +281,10 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
     mini_profile = minigld.profile_of(data_root)
     top = PROFILE_TOP[mini_profile] if mini_profile else REAL_TOP
     if not mini_profile and (data_root / "train.csv").is_file():
-        top, note = adapted_top(read_source(data_root)[0], REAL_TOP)
+        try:
+            top, note = adapted_top(read_source(data_root)[0], REAL_TOP)
+        except ValueError as err:  # 02 will stop on it; notebooks without TOP may not need it
+            note = f"{err}; TOP left at {top}"
         print(f"pipeline: {data_root}: {note} (TOP={top})", file=sys.stderr)
     if manifest is None and mini_profile:
         candidate = REPO / "data_manifests" / f"minigld-{mini_profile}-top{top}"
