@@ -131,28 +131,26 @@ def reference_recognizer(progress: bool = False, matcher=match_pair) -> Recogniz
     )
 
 
-def project_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
-    """The recognizer ``recognize`` builds by default: kNN voting, RootSIFT verification."""
+def pretrained_recognizer(progress: bool, matcher, **rule) -> Recognizer:
+    """RootSIFT and the shared pretrained descriptor's top `GLOBAL_TOP_K`, with ``rule``."""
     return Recognizer(
         RootSift(),
         embedder=shared_descriptor(),
         top_k=GLOBAL_TOP_K,
         progress=progress,
         matcher=matcher,
-        vote=VoteRule(),
+        **rule,
     )
+
+
+def project_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
+    """The recognizer ``recognize`` builds by default: kNN voting, RootSIFT verification."""
+    return pretrained_recognizer(progress, matcher, vote=VoteRule())
 
 
 def fused_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
     """The former default (``recognize --rule fused``): descriptor + RootSIFT, fused."""
-    return Recognizer(
-        RootSift(),
-        embedder=shared_descriptor(),
-        top_k=GLOBAL_TOP_K,
-        progress=progress,
-        matcher=matcher,
-        cosine_weight=COSINE_WEIGHT,
-    )
+    return pretrained_recognizer(progress, matcher, cosine_weight=COSINE_WEIGHT)
 
 
 def local_recognizer(progress: bool = False, matcher=match_pair) -> Recognizer:
