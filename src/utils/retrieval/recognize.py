@@ -4,8 +4,14 @@ The gallery holds photos with a landmark each (`utils.retrieval.gallery` reads a
 sub-folder per landmark and caches what is extracted); the command line is
 ``python -m utils recognize`` (`utils.cli.recognize`). How a query is scored:
 
-1. candidates: with a global embedder (by default the frozen ImageNet EfficientNet-Lite2
-   descriptor, `utils.retrieval.descriptor`; or a trained checkpoint's embeddings) the ``top_k``
+With the pretrained descriptor the default answer is kNN voting (``vote=VoteRule()``,
+`utils.retrieval.voting`): the gallery's descriptors whitened on themselves, the ``top_k``
+photos by whitened cosine verified by RootSIFT, the 3 nearest voting, the plain cosine of the
+answer's photo (plus verified inliers) as confidence, and ``tau`` from the gallery without each
+photo's own landmark. Otherwise (``--rule fused``, ``--global none``, a checkpoint):
+
+1. candidates: with a global embedder (the frozen ImageNet EfficientNet-Lite2 descriptor,
+   `utils.retrieval.descriptor`; or a trained checkpoint's embeddings) the ``top_k``
    gallery photos of highest cosine; without one (``--global none``) every gallery photo, or,
    in a gallery of more than ``--shortlist-above`` photos, the ``--shortlist`` photos of highest
    tf-idf similarity of visual words (`utils.retrieval.vocabulary.ShortlistIndex`);
