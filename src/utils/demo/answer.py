@@ -3,8 +3,9 @@
 For a photo the answer holds:
 
 - each detector's verdict: ``score >= threshold`` means "shows a landmark". The recognizer is
-  always one of them: its score is the best landmark's evidence ``E(L)`` and its threshold
-  ``tau(L)``, the calibrated rejection rule of `utils.retrieval.calibration`; a non-landmark
+  always one of them: its score is `utils.retrieval.recognize.Recognition.score` against its
+  threshold (the voting rule's confidence and ``tau``; with ``--rule fused`` the best
+  landmark's evidence ``E(L)`` and ``tau(L)``, `utils.retrieval.calibration`); a non-landmark
   detector (saved by notebook 07, or the built-in ``imagenet``, `utils.ood.Detector`) scores
   the image itself; when the detectors say landmark and the recognizer knows none, the answer
   says so ("a landmark, not one I know"); The verdicts
