@@ -488,7 +488,7 @@ class Recognizer:
             for j in order
         }
         inliers = {j: m.inliers for j, m in matches.items() if m is not None}
-        answer = self.voting.answer(emb, inliers)
+        answer = self.voting.answer(emb, inliers, whitened)
         evidence = {
             self.voting.names[i]: float(answer.scores[i])
             for i in np.argsort(-answer.scores)

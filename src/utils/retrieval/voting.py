@@ -115,9 +115,18 @@ class VoteGallery:
             out[self.codes[j]] = max(out[self.codes[j]], value)
         return out
 
-    def answer(self, descriptor: np.ndarray, inliers: dict[int, int] | None = None) -> VoteAnswer:
-        """The `VoteAnswer` of a unit descriptor ``(D,)``; ``inliers``: photo index -> count."""
-        whitened = self.whitened_cosine(descriptor)
+    def answer(
+        self,
+        descriptor: np.ndarray,
+        inliers: dict[int, int] | None = None,
+        whitened: np.ndarray | None = None,
+    ) -> VoteAnswer:
+        """The `VoteAnswer` of a unit descriptor ``(D,)``; ``inliers``: photo index -> count.
+
+        ``whitened``: its `whitened_cosine`, when the caller has it already (the shortlist).
+        """
+        if whitened is None:
+            whitened = self.whitened_cosine(descriptor)
         local = self.local_votes(inliers)
         scores = vote(whitened[None], self.codes, len(self.names), self.rule.k)[0]
         scores = scores + self.rule.inlier_vote * local
