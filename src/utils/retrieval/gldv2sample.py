@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,14 @@ import pandas as pd
 from utils.data.gldv2 import image_path, read_csv_checked
 from utils.retrieval.gallery import DescriptorStore, read_competition_gallery, report_skipped
 from utils.retrieval.local_features import RootSift
-from utils.retrieval.realphotos import query_row, report, shared_descriptor, summarise
+from utils.retrieval.realphotos import (
+    cached_matcher,
+    query_row,
+    report,
+    shared_descriptor,
+    summarise,
+)
 from utils.retrieval.recognize import COSINE_WEIGHT, GLOBAL_TOP_K, Recognizer
-from utils.retrieval.rerank import match_pair
 from utils.retrieval.vocabulary import ShortlistIndex
 from utils.retrieval.voting import VoteRule
 
@@ -129,14 +133,7 @@ def evaluate(
     q_vectors, q_kept, q_features = described(list(queries["path"]), cache / "queries", progress)
     labels = [gallery.labels[i] for i in g_kept]
     chosen = first_per_landmark(labels, [gallery.paths[i].stem for i in g_kept], per_landmark)
-    matches: dict = {}
-
-    def matcher(a, b, settings):
-        key = (id(a), id(b))
-        if key not in matches:
-            matches[key] = match_pair(a, b, settings)
-        return matches[key]
-
+    matcher = cached_matcher({})
     g_local = [g_features[int(i)] for i in chosen]
     q_local = [q_features[i] for i in range(len(q_kept))]
     results = {}
@@ -152,8 +149,6 @@ def evaluate(
             matcher=matcher,
             **options,
         )
-        if recognizer.vote is not None and not local:
-            recognizer.vote = replace(recognizer.vote, inlier_vote=0.0, inlier_confidence=0.0)
         recognizer.fit_described(
             g_local if local else [None] * len(chosen),
             g_vectors[chosen],

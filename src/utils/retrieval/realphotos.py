@@ -240,6 +240,21 @@ def flipped_labels(frame: pd.DataFrame, fraction: float, seed: int = 0) -> pd.Se
     return labels
 
 
+def cached_matcher(matches: dict):
+    """`match_pair` that matches each pair of feature objects once, kept in ``matches``.
+
+    Keyed by the objects' identities: the caller keeps the features alive while it runs.
+    """
+
+    def matcher(a, b, settings):
+        key = (id(a), id(b))
+        if key not in matches:
+            matches[key] = match_pair(a, b, settings)
+        return matches[key]
+
+    return matcher
+
+
 def evaluate(
     photos: str | Path,
     make_recognizer=project_recognizer,
@@ -260,14 +275,7 @@ def evaluate(
     frame = assign_folds(select_part(manifest[["file", "label"]], part))
     gallery_labels = flipped_labels(frame, flip, seed)
     cache = {} if cache is None else cache
-    matches = cache.setdefault("matches", {})
-
-    def matcher(a, b, settings):
-        key = (id(a), id(b))
-        if key not in matches:
-            matches[key] = match_pair(a, b, settings)
-        return matches[key]
-
+    matcher = cached_matcher(cache.setdefault("matches", {}))
     probe = make_recognizer(progress, matcher)
     features = cache.setdefault("features", {})
 
