@@ -134,6 +134,7 @@ TINY_OVERRIDES = {
     "TEMPERATURES": "1,1000",
     "EPSILONS": "0,0.002",
     "PENALTY_KS": "2,5",
+    "PRETRAINED_SIZE": 64,
 }
 
 

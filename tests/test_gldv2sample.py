@@ -77,3 +77,34 @@ def test_evaluate_on_a_tiny_competition_folder(tmp_path, capsys):
     )
     assert code == 0 and "top-1 accuracy 1.000 (1/1" in capsys.readouterr().out
     assert gldv2sample.main(["--data-root", str(root), "--rules", "best"]) == 2
+
+
+@pytest.mark.realdata
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_08_on_gldv2_sample_writes_one_valid_row_per_test_id(tmp_path, capsys):
+    import json
+
+    from conftest import SHARED
+    from utils import pipeline
+    from utils.data.gldv2 import read_test_ids
+    from utils.submission import validate_submission
+
+    root = SHARED / "gldv2-sample"
+    if not (root / "test_solution.csv").is_file():
+        pytest.skip("../shared/gldv2-sample is not here (team-only material)")
+    out = tmp_path / "run"
+    small = ["PRETRAINED_SIZE=96", "RERANK_TOP=0", "PENALTY_K=0"]  # the rows, not the score
+    args = ["--data-root", str(root), "--only", "08", "--out", str(out)]
+    assert pipeline.main(args + [f"--set={s}" for s in small]) == 0
+    assert "top 17, adapted from 100" in capsys.readouterr().err
+    ids = read_test_ids(root)
+    assert len(ids) == 721
+    assert validate_submission(out / "08_submission" / "submission.csv", test_ids=ids) == []
+    report = json.loads((out / "08_submission" / "submission_report.json").read_text())
+    assert report["descriptor"] == "pretrained" and report["checkpoint"] == ""
+    assert report["rows"] == 721 and report["unreadable"] == []
+    assert report["details"]["gallery"]["images"] == 1142
+    assert set(report["details"]["tuning"]["parts"]) == {"tune", "check", "whole"}
+    results = (out / "results.md").read_text()
+    assert "top 17, adapted from 100" in results and "Chosen on the tune part" in results

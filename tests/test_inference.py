@@ -102,12 +102,12 @@ def test_a_broken_test_image_gets_an_empty_row(tiny_run, broken_root, tmp_path, 
     assert frame.loc[victim, "landmark_id"] == -1
     assert report.predicted == len(ids) - 1
     assert "unreadable images: 1 (" in report.summary()
-    if method == "retrieval":  # the tiny set has a solution: re-ranking kept only if tune gains
+    if method == "retrieval":  # the tiny set has a solution: verification kept if tune gains
         details = report.details
-        gaps = details["rerank_tune_gap"]
+        gaps = details["verification"]["tune_gap"]
         kept = gaps["with"] > gaps["without"]
-        assert details["rerank_top"] == (2 if kept else 0)
-        assert details["tuning"]["chosen"]["rerank_top"] == details["rerank_top"]
+        assert details["tuning"]["chosen"]["rerank_top"] == (2 if kept else 0)
+        assert (details["settings"]["verify"] > 0) == kept
 
 
 @pytest.mark.slow

@@ -6,15 +6,25 @@ import pytest
 import torch
 
 from utils.data.augment import eval_transform
-from utils.inference import tuning
-from utils.inference.gallery import embed_gallery, gallery_bytes, read_gallery_list
+from utils.data.gldv2 import image_path
+from utils.inference import submit, tuning
+from utils.inference.budget import TimeBudget
+from utils.inference.descriptors import combine
+from utils.inference.gallery import (
+    describe_gallery,
+    embed_gallery,
+    gallery_bytes,
+    read_gallery_list,
+)
 from utils.inference.ranking import (
     RankSettings,
+    local_votes,
     non_landmark_penalty,
     rank,
     ranked_confidence,
     sorted_penalties,
 )
+from utils.inference.verification import noise_floor, shortlist_inliers
 from utils.metrics import NO_LANDMARK
 
 
@@ -104,8 +114,6 @@ def test_gallery_skips_missing_and_unreadable_files_and_counts_them(tiny_root, t
     root = tmp_path / "tiny"
     shutil.copytree(tiny_root, root)
     listing = read_gallery_list(root)
-    from utils.data.gldv2 import image_path
-
     gone, broken = listing["id"].iloc[0], listing["id"].iloc[1]
     image_path(root, gone).unlink()
     image_path(root, broken).write_bytes(b"not a jpeg")
@@ -137,3 +145,127 @@ def test_gallery_list_is_read_at_run_time_and_sized(tiny_root):
     assert gallery_bytes(1_580_470, 1280) == 4 * 1_580_470 * 1280
     with pytest.raises(ValueError, match="gallery source"):
         read_gallery_list(tiny_root, "test")
+
+
+def test_nearest_confidence_is_the_plain_cosine_of_the_answer_s_best_photo():
+    # whitened cosines choose landmark 8 (0.9 + 0.5 summed over k 3); the plain cosines of
+    # its photos are 0.7 and 0.6: confidence 0.7 - 1.0 * 0.1
+    cosines = np.array([[0.9, 0.6, 0.5]])
+    plain = np.array([[0.7, 0.8, 0.6]])
+    indices = np.array([[1, 0, 2]])
+    labels = np.array([7, 8, 8])
+    penalty = np.array([0.1])
+    settings = RankSettings(3, "sum", 1, 1.0, confidence="nearest")
+    landmarks, confidence = rank(cosines, indices, labels, penalty, settings, None, plain)
+    assert landmarks.tolist() == [8] and confidence == pytest.approx([0.6])
+    score = rank(cosines, indices, labels, penalty, RankSettings(3, "sum", 1, 1.0), None, plain)
+    assert score[0].tolist() == [8] and score[1] == pytest.approx([1.4 - 0.1])
+    with pytest.raises(ValueError, match="confidence"):
+        RankSettings(confidence="margin")
+
+
+def test_local_votes_can_change_the_answer_and_raise_the_confidence():
+    assert local_votes([0, 4, 14, 30], 4.0, 20) == pytest.approx([0, 0, 0.5, 1.0])
+    # top-1 says landmark 7 (0.9); landmark 8's second photo has 24 inliers over a floor of 4:
+    # V = 1, so 8 scores 0.8 + 1 = 1.8 against 0.9; confidence: its plain 0.8 + V / 2
+    cosines = np.array([[0.9, 0.8]])
+    indices = np.array([[0, 1]])
+    labels = np.array([7, 8])
+    verified = local_votes(np.array([[2, 24]]), 4.0)
+    nearest = RankSettings(1, "top1", 0, 0.0, confidence="nearest", verify=1.0)
+    landmarks, confidence = rank(
+        cosines, indices, labels, np.zeros(1), nearest, None, None, verified
+    )
+    assert landmarks.tolist() == [8] and confidence == pytest.approx([1.3])
+    score = RankSettings(1, "top1", 0, 0.0, verify=1.0)
+    landmarks, confidence = rank(cosines, indices, labels, np.zeros(1), score, None, None, verified)
+    assert landmarks.tolist() == [8] and confidence == pytest.approx([1.0])  # only V: not top-1
+    unverified = rank(cosines, indices, labels, np.zeros(1), RankSettings(1), None, None, verified)
+    assert unverified[0].tolist() == [7]  # verify 0: the votes are not used
+
+
+def test_combined_descriptor_cosine_is_the_weighted_sum_of_the_two():
+    rng = np.random.default_rng(0)
+    p, t = unit(rng.normal(size=(5, 8))), unit(rng.normal(size=(5, 3)))
+    both = combine(p, t, 0.25)
+    assert np.allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-6)
+    assert np.allclose(both @ both.T, 0.25 * (p @ p.T) + 0.75 * (t @ t.T), atol=1e-6)
+    assert np.allclose(combine(p, t, 1.0)[:, :8], p)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        combine(p, t, 1.5)
+
+
+def test_grid_adds_whitening_and_the_nearest_confidence_without_repeats():
+    plain = tuning.settings_grid(gates=(False,))
+    both = tuning.settings_grid(gates=(False,), whitens=(False, True))
+    assert len(set(both)) == len(both) and {s.whiten for s in both} == {False, True}
+    # nearest repeats score for an unwhitened top1, never added there
+    assert not [s for s in plain if s.aggregation == "top1" and s.confidence == "nearest"]
+    assert [s for s in both if s.aggregation == "top1" and s.confidence == "nearest"]
+
+
+def test_describe_gallery_counts_what_it_could_not_read(tiny_root):
+    listing = read_gallery_list(tiny_root).head(6).copy()
+    listing.loc[0, "id"] = "ffffffffffffffff"  # listed, not on disk
+
+    def vectors(paths, budget, desc):  # the second file unreadable, the last left out
+        rows = np.array([0, 2, 3])
+        return unit(np.eye(4)[:3] + 0.1), rows, [1], 1
+
+    gallery = describe_gallery(vectors, tiny_root, listing)
+    assert gallery.skips.missing == [str(image_path(tiny_root, "ffffffffffffffff"))]
+    assert gallery.skips.unreadable == [str(image_path(tiny_root, listing["id"][2]))]
+    assert gallery.skips.out_of_budget == 1
+    assert gallery.ids == [listing["id"][i] for i in (1, 3, 4)]
+    assert gallery.labels.tolist() == listing["landmark_id"].iloc[[1, 3, 4]].tolist()
+
+
+def test_shortlist_inliers_and_noise_floor_on_textures(tmp_path):
+    import cv2
+
+    from conftest import textured
+    from utils.retrieval.local_features import RootSift
+
+    paths = []
+    for seed in range(4):
+        paths.append(tmp_path / f"{seed}.jpg")
+        cv2.imwrite(str(paths[-1]), textured(seed, (240, 320)))
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    gallery = [*paths, tmp_path / "bad.jpg"]
+    indices = np.array([[0, 1, 4], [3, 2, 0]])
+    inliers, done = shortlist_inliers(
+        paths[:1] + paths[3:], gallery, indices, 3, RootSift(), progress=False
+    )
+    assert done == 2 and inliers.shape == (2, 3)
+    assert inliers[0, 0] > 50 and inliers[1, 0] > 50  # each query's own photo
+    assert inliers[0, 1] < 10 and inliers[1, 1] < 10 and inliers[0, 2] == 0  # other, unreadable
+    labels = np.array([0, 1, 2, 3, 4])
+    assert 0 <= noise_floor(gallery, labels, RootSift(), pairs=6) < 10
+    stopped, done = shortlist_inliers(
+        paths,
+        gallery,
+        indices.repeat(2, 0),
+        2,
+        RootSift(),
+        TimeBudget(1e-9, start=0.0),
+        progress=False,
+    )
+    assert done == 0 and not stopped.any()
+
+
+def test_config_needs_a_checkpoint_unless_the_pretrained_descriptor_retrieves():
+    assert submit.SubmissionConfig("d", "", "s.csv", "retrieval", "pretrained").pretrained_only
+    with pytest.raises(ValueError, match="checkpoint: a trained network is needed"):
+        submit.SubmissionConfig("d", "", "s.csv", "retrieval", "both")
+    with pytest.raises(ValueError, match="checkpoint: a trained network is needed"):
+        submit.SubmissionConfig("d", "", "s.csv", "classifier", "pretrained")
+    with pytest.raises(ValueError, match="descriptor must be one of"):
+        submit.SubmissionConfig("d", "c.pt", "s.csv", "retrieval", "dolg")
+
+
+def test_auto_descriptor_takes_both_only_with_a_trained_network(tmp_path):
+    assert submit.default_descriptor("auto", str(tmp_path / "absent.pt")) == "pretrained"
+    assert submit.default_descriptor("auto", "") == "pretrained"
+    (tmp_path / "best.pt").write_bytes(b"")
+    assert submit.default_descriptor("auto", str(tmp_path / "best.pt")) == "both"
+    assert submit.default_descriptor("trained", "") == "trained"

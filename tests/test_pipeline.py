@@ -235,3 +235,5 @@ def test_02_runs_on_a_folder_of_12_landmarks_with_the_default_top(tmp_path, caps
     assert "top 12, adapted from 100" in capsys.readouterr().err
     summary = json.loads((out / "02_preprocess" / "manifests" / "summary.json").read_text())
     assert summary["top"] == 12 and summary["num_classes"] == 12
+    results = (out / "results.md").read_text()
+    assert "top 12, adapted from 100: the data has 12 landmarks" in results

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 import sys
 import time
@@ -47,7 +48,7 @@ from utils.data.gldv2 import (
     read_source,
 )
 from utils.data.manifests import adapted_top
-from utils.results import write_results
+from utils.results import RUN_FILE, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-N landmarks per data source: the report's 100 on GLDv2; fewer on the mini datasets.
@@ -237,9 +238,14 @@ def run_pipeline(
     kernel_name: str | None = None,
     progress: bool = True,
 ) -> list[Step]:
-    """Run the notebooks in order, stopping at the first failure; then write ``results.md``."""
+    """Run the notebooks in order, stopping at the first failure; then write ``results.md``.
+
+    The parameters offered to every notebook are kept in ``OUT/run.json`` (`RUN_FILE`) for the
+    report (the data root, the top-N and how it was chosen).
+    """
     out.mkdir(parents=True, exist_ok=True)
     parameters = {**parameters, "RUN_DIR": str(out)}  # where earlier notebooks left artefacts
+    (out / RUN_FILE).write_text(json.dumps(parameters, indent=2, default=str), encoding="utf-8")
     steps = plan_steps(notebooks, out)
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {step.executed.name}", flush=True)
@@ -280,6 +286,7 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
             minigld.ensure(data_root, profile)
     mini_profile = minigld.profile_of(data_root)
     top = PROFILE_TOP[mini_profile] if mini_profile else REAL_TOP
+    note = f"the {mini_profile} profile's top {top}" if mini_profile else f"top {top}"
     if not mini_profile and (data_root / "train.csv").is_file():
         try:
             top, note = adapted_top(read_source(data_root)[0], REAL_TOP)
@@ -295,6 +302,7 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
         "MANIFEST_DIR": str(manifest.resolve()) if manifest else "",
         "ALL_MANIFEST_DIR": str(every.resolve()) if every and every.is_dir() else "",
         "TOP": top,
+        "TOP_NOTE": note,  # declared by no notebook: for the run's results.md
         "PROFILE": mini_profile or "",
     }
 

@@ -2,6 +2,9 @@
 
 Filled from the metrics files the notebooks leave in the run folder (nothing is typed in):
 
+- the data: ``run.json`` (`RUN_FILE`, the runner's parameters): the data root and the top-N,
+  with how it was chosen (a real folder with fewer landmarks than the report's 100 that can be
+  split gets all of them, `utils.data.manifests.adapted_top`);
 - Table 3 (classification and retrieval on the manifest's test split): ``test_metrics.json``
   of 03, 04 (and the pipeline's repeats of it) and 06 with their ``config.json``, whose
   ``pretrained`` gives the weights column (ImageNet or scratch), and the rows of 05's and 06's
@@ -35,6 +38,7 @@ REPORT_TABLE4 = {
     "matching": (0.96, 0.96, 0.96),
 }
 DASH = "—"
+RUN_FILE = "run.json"  # the parameters the runner offered the notebooks (`utils.pipeline`)
 
 
 def _read(path: Path) -> dict | None:
@@ -153,6 +157,13 @@ def render(run: Path) -> str:
     """The Markdown text of ``results.md`` for a run folder."""
     run = Path(run)
     lines = [f"# Results of `{run.name}`", ""]
+    parameters = _read(run / RUN_FILE)
+    if parameters:
+        lines += [
+            f"Data: `{parameters.get('DATA_ROOT', DASH)}`; landmarks: "
+            f"{parameters.get('TOP_NOTE') or 'top ' + str(parameters.get('TOP', DASH))}.",
+            "",
+        ]
     lines += ["## Table 3: landmark classification and retrieval (test split)", ""]
     rows = table3_rows(run)
     header = ["model", "weights", "classes", "pipeline", "method", "accuracy", "GAP", "GAP@20"]
@@ -181,8 +192,12 @@ def render(run: Path) -> str:
 def submission_lines(report: dict) -> list[str]:
     """The submission section: what was written, its score, its tuning (08's report)."""
     score = report.get("score") or {}
+    descriptor = report.get("descriptor")
+    method = f"`{report.get('method')}`" + (
+        f" ({descriptor} descriptor)" if descriptor and report.get("method") == "retrieval" else ""
+    )
     lines = [
-        f"`{report.get('method')}` on {report.get('rows')} test ids ({report.get('mode')} "
+        f"{method} on {report.get('rows')} test ids ({report.get('mode')} "
         f"run): {report.get('predicted')} predictions, {len(report.get('unreadable', []))} "
         f"unreadable, {report.get('out_of_budget')} left out by the time budget, in "
         f"{_fmt(report.get('seconds'))} s.",

@@ -136,3 +136,35 @@ def embed_gallery(
         [paths[i] for i in order],
         skips,
     )
+
+
+def describe_gallery(
+    vectors,
+    data_root: str | Path,
+    listing: pd.DataFrame,
+    budget: TimeBudget | None = None,
+) -> Gallery:
+    """`embed_gallery` with any `utils.inference.descriptors.Vectors` function.
+
+    Missing files are found first and skipped; what ``vectors`` cannot read or the budget
+    leaves out is counted in the `GallerySkips`.
+    """
+    budget = budget or TimeBudget()
+    ids = listing["id"].astype(str).tolist()
+    paths = [image_path(data_root, image_id) for image_id in ids]
+    present = np.array([p.is_file() for p in paths], bool)
+    skips = GallerySkips(listed=len(ids), missing=[str(paths[i]) for i in np.flatnonzero(~present)])
+    rows = np.flatnonzero(present)
+    found, kept, unreadable, out = vectors([paths[i] for i in rows], budget, "gallery")
+    skips.unreadable = [str(paths[rows[i]]) for i in unreadable]
+    skips.out_of_budget = out
+    if not len(kept):
+        return Gallery(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), [], [], skips)
+    order = rows[kept]
+    return Gallery(
+        np.asarray(found, np.float32),
+        listing["landmark_id"].to_numpy(np.int64)[order],
+        [ids[i] for i in order],
+        [paths[i] for i in order],
+        skips,
+    )

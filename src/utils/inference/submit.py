@@ -22,31 +22,44 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from utils.data.augment import eval_transform
-from utils.data.datasets import FolderDataset
 from utils.data.gldv2 import read_test_ids
 from utils.data.images import load_image
 from utils.data.manifests import read_manifests
 from utils.inference import tuning
 from utils.inference.budget import TimeBudget
-from utils.inference.gallery import embed_gallery, read_gallery_list
-from utils.inference.predict import METHODS, TestPredictions, embed, predict_classifier
-from utils.inference.ranking import RankSettings, rank, sorted_penalties
+from utils.inference.descriptors import (
+    DESCRIPTORS,
+    both_vectors,
+    pretrained_vectors,
+    trained_vectors,
+)
+from utils.inference.gallery import describe_gallery, read_gallery_list
+from utils.inference.predict import METHODS, TestPredictions, predict_classifier
+from utils.inference.ranking import (
+    RankSettings,
+    local_votes,
+    rank,
+    sorted_penalties,
+)
 from utils.inference.testset import run_mode, test_dataset
+from utils.inference.verification import noise_floor, shortlist_inliers
 from utils.kaggle_paths import kaggle_path
-from utils.metrics import NO_LANDMARK, gap
+from utils.metrics import NO_LANDMARK
 from utils.ood import load_detector
 from utils.ood.data import non_landmark_sources
 from utils.retrieval.index import INDEX_KINDS, EmbeddingIndex
+from utils.retrieval.knn import fit_whitening
 from utils.retrieval.local_features import RootSift
-from utils.retrieval.shortlist import rerank_retrieval
+from utils.retrieval.voting import VoteRule
 from utils.submission import (
     read_solution,
     read_submission,
@@ -59,6 +72,8 @@ from utils.training.devices import autocast_dtype, resolve_device
 
 DETECTORS = ("none", "binary", "odin", "matching")  # "none", or a file saved by notebook 07
 GALLERIES = ("train", "clean", "manifest")
+VOTE_RULE = VoteRule()  # `recognize`'s whitening shrinkage and photos per dimension
+VERIFY_WEIGHT = 1.0  # weight of the local votes when verification is on (`recognize`'s)
 
 
 @dataclass(frozen=True)
@@ -66,9 +81,14 @@ class SubmissionConfig:
     """What `make_submission` needs; notebook 08's parameters map onto it one to one."""
 
     data_root: str
-    checkpoint: str
+    checkpoint: str  # trained network; "" for the retrieval with the pretrained descriptor
     output: str  # the submission.csv to write
     method: str = "classifier"  # classifier | retrieval
+    descriptor: str = "trained"  # retrieval: trained | pretrained | both (inference.descriptors)
+    pretrained_weight: float = 0.5  # both: share a of the pretrained cosine
+    pretrained_size: int = 400  # pretrained: longer side of the photo at scale 1
+    whiten: int = 0  # retrieval: dimensions of the PCA whitening fitted on the gallery; 0: off
+    confidence: str = "score"  # score | nearest (utils.inference.ranking), when not tuned
     gallery: str = "train"  # retrieval: train.csv | train_clean.csv at run time | manifest
     manifest_dir: str = ""  # gallery "manifest": its train split; empty: the checkpoint's
     image_size: int = 0  # retrieval: side of the embedded images; 0: the checkpoint's
@@ -81,7 +101,7 @@ class SubmissionConfig:
     max_non_landmarks: int = 5000  # photos embedded for the penalty, at most
     tune: bool = True  # choose k, aggregation, penalty, gate on the tune part (with a solution)
     gate: bool = False  # retrieval: blank the photos the detector rejects (when not tuned)
-    rerank_top: int = 0  # shortlist re-ranked with RootSIFT + RANSAC (retrieval; 0: off)
+    rerank_top: int = 0  # shortlist verified with RootSIFT + RANSAC (retrieval; 0: off)
     detector: str = "none"  # none, imagenet, or the path of a detector saved by notebook 07
     detector_threshold: float = float("nan")  # the detector's threshold; nan: the saved one
     time_budget_s: float = 0.0  # wall-clock for the whole job; 0: unlimited
@@ -107,13 +127,36 @@ class SubmissionConfig:
             raise ValueError(f"gallery must be one of {GALLERIES}, not {self.gallery!r}")
         if self.index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {INDEX_KINDS}, not {self.index!r}")
-        RankSettings(self.k, self.aggregation, self.penalty_k, self.penalty_weight, self.gate)
+        if self.descriptor not in DESCRIPTORS:
+            raise ValueError(f"descriptor must be one of {DESCRIPTORS}, not {self.descriptor!r}")
+        if not self.checkpoint and not self.pretrained_only:
+            raise ValueError(
+                "checkpoint: a trained network is needed, unless method is 'retrieval' with "
+                "descriptor 'pretrained'"
+            )
+        if self.pretrained_only and self.gallery == "manifest" and not self.manifest_dir:
+            raise ValueError("gallery 'manifest' without a checkpoint needs manifest_dir")
+        if self.whiten < 0 or self.pretrained_size < 32:
+            raise ValueError("whiten must be >= 0 and pretrained_size >= 32")
+        self.settings  # noqa: B018 (validates the ranking settings)
+
+    @property
+    def pretrained_only(self) -> bool:
+        """Whether the job needs no trained network (retrieval with the pretrained descriptor)."""
+        return self.method == "retrieval" and self.descriptor == "pretrained"
 
     @property
     def settings(self) -> RankSettings:
         """The ranking settings given (used when the run is not tuned)."""
         return RankSettings(
-            self.k, self.aggregation, self.penalty_k, self.penalty_weight, self.gate
+            self.k,
+            self.aggregation,
+            self.penalty_k,
+            self.penalty_weight,
+            self.gate,
+            bool(self.whiten),
+            self.confidence,
+            VERIFY_WEIGHT if self.rerank_top else 0.0,
         )
 
 
@@ -193,28 +236,59 @@ def _stage_budget(cfg: SubmissionConfig, budget: TimeBudget, share: float) -> Ti
     return TimeBudget(max(0.0, (cfg.time_budget_s - budget.elapsed()) * share))
 
 
-def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
-    """The leaderboard job of the module docstring: ``(predictions, gated, notes, details)``."""
+def _vectors(cfg, model, config, device, progress):
+    """The `utils.inference.descriptors.Vectors` of ``cfg.descriptor``."""
+    descriptor = None
+    if cfg.descriptor != "trained":
+        from utils.retrieval.descriptor import GlobalDescriptor
+
+        descriptor = pretrained_vectors(
+            GlobalDescriptor(size=cfg.pretrained_size, device=device), progress
+        )
+        if cfg.descriptor == "pretrained":
+            return descriptor
     size = cfg.image_size or config["image_size"]
     transform = eval_transform(size, config["pipeline"])
+    trained = trained_vectors(model, transform, device, cfg.batch_size, cfg.workers, progress)
+    if cfg.descriptor == "trained":
+        return trained
+    return both_vectors(descriptor, trained, cfg.pretrained_weight)
+
+
+def _searches(cfg, gallery, query_emb, deepest):
+    """``{whiten: (cosines, indices, plain)}`` of the kNN search, plain and whitened.
+
+    The whitened search (``cfg.whiten`` dimensions, fitted on the gallery alone) is added when
+    the gallery is large enough to fit it (`utils.retrieval.knn.fit_whitening`); ``plain``
+    holds the unwhitened cosines of the same neighbours. Returns the note of the whitening too.
+    """
+    cosines, indices = EmbeddingIndex(gallery.embeddings, cfg.index).search(query_emb, deepest)
+    searches = {False: (cosines, indices, cosines)}
+    note = "no whitening (WHITEN 0)"
+    if cfg.whiten:
+        whitening, note = fit_whitening(
+            gallery.embeddings, cfg.whiten, VOTE_RULE.shrinkage, VOTE_RULE.min_photos_per_dim
+        )
+        if whitening is not None:
+            found, where = EmbeddingIndex(whitening.apply(gallery.embeddings), cfg.index).search(
+                whitening.apply(query_emb), deepest
+            )
+            plain = np.einsum("qd,qkd->qk", query_emb, gallery.embeddings[where])
+            searches[True] = (found, where, plain)
+    return searches, note
+
+
+def _retrieval(cfg, model, config, dataset, device, budget, progress):
+    """The leaderboard job of the module docstring: ``(predictions, gated, notes, details)``."""
+    vectors = _vectors(cfg, model, config, device, progress)
     photos = _non_landmark_photos(cfg) if cfg.penalty_k or cfg.tune else []
     listing = _gallery_listing(cfg, config)  # read once: 1.58M rows on Kaggle
     listed = len(listing) if cfg.gallery != "manifest" else 0
     share = listed / max(1, listed + len(dataset) + len(photos)) if listed else 0.5
-    gallery = embed_gallery(
-        model,
-        cfg.data_root,
-        listing,
-        transform,
-        device,
-        _stage_budget(cfg, budget, share),
-        cfg.batch_size,
-        cfg.workers,
-        dtype,
-        progress,
-    )
+    gallery = describe_gallery(vectors, cfg.data_root, listing, _stage_budget(cfg, budget, share))
     notes = [gallery.skips.summary()]
     details = {
+        "descriptor": cfg.descriptor,
         "gallery": {
             "source": cfg.gallery,
             "images": len(gallery),
@@ -223,27 +297,36 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
             "unreadable": len(gallery.skips.unreadable),
             "out_of_budget": gallery.skips.out_of_budget,
         },
-        "image_size": size,
     }
-    queries = FolderDataset(dataset.paths, transform=transform, on_broken="drop")
-    query_emb, query_rows, pred = embed(
-        model, queries, device, budget, cfg.batch_size, cfg.workers, progress
+    if cfg.descriptor != "pretrained":
+        details["image_size"] = cfg.image_size or config["image_size"]
+    if cfg.descriptor != "trained":
+        details["pretrained_size"] = cfg.pretrained_size
+    if cfg.descriptor == "both":
+        details["pretrained_weight"] = cfg.pretrained_weight
+    pred = TestPredictions.empty(len(dataset))
+    query_emb, query_rows, pred.unreadable, pred.out_of_budget = vectors(
+        dataset.paths, budget, "test"
     )
+    for row in pred.unreadable:
+        warnings.warn(f"{dataset.paths[row]}: unreadable; its row is written empty", stacklevel=2)
     if not len(gallery):
         notes.append("no gallery image could be read: every row is written empty")
         return pred, 0, notes, details
     if not len(query_rows):
         return pred, 0, notes, details
-    grid = tuning.settings_grid(gates=(False, True) if cfg.detector != "none" else (False,))
+    whitens = (False, True) if cfg.whiten else (False,)
+    grid = tuning.settings_grid(
+        gates=(False, True) if cfg.detector != "none" else (False,), whitens=whitens
+    )
     grid = grid if cfg.tune else [cfg.settings]
     deepest = max([cfg.k, cfg.rerank_top] + [s.k for s in grid])
-    cosines, indices = EmbeddingIndex(gallery.embeddings, cfg.index).search(query_emb, deepest)
+    searches, note = _searches(cfg, gallery, query_emb, deepest)
+    notes.append(f"whitening: {note}")
     most = max([cfg.penalty_k] + [s.penalty_k for s in grid])
+    query_paths = [dataset.paths[r] for r in query_rows]
     if photos:
-        nl_set = FolderDataset(photos, transform=transform, on_broken="drop", warn=False)
-        nl_emb, _, _ = embed(
-            model, nl_set, device, TimeBudget(), cfg.batch_size, cfg.workers, progress
-        )
+        nl_emb, _, _, _ = vectors(photos, TimeBudget(), "non-landmark photos")
         top = sorted_penalties(query_emb, nl_emb, most)
 
         def penalty_of(k: int) -> np.ndarray:
@@ -252,8 +335,12 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         notes.append(f"non-landmark penalty: {len(nl_emb)} known non-landmark photos")
         details["non_landmark_photos"] = len(nl_emb)
     elif most > 0:
-        mass = load_detector("imagenet", cfg.device).score(
-            [load_image(dataset.paths[r]) for r in query_rows]
+        detector = load_detector("imagenet", cfg.device)
+        mass = np.concatenate(
+            [
+                detector.score([load_image(p) for p in query_paths[i : i + 32]])
+                for i in range(0, len(query_paths), 32)
+            ]
         )
 
         def penalty_of(k: int) -> np.ndarray:
@@ -266,7 +353,7 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         def penalty_of(k: int) -> np.ndarray:
             return np.zeros(len(query_rows))
 
-    truth = _read_truth(cfg.data_root, [str(dataset.paths[r].stem) for r in query_rows])
+    truth = _read_truth(cfg.data_root, [str(p.stem) for p in query_paths])
     tuned = cfg.tune and truth is not None
     accepted = None
     if cfg.detector != "none" and (cfg.gate or tuned):  # the gate may be used
@@ -274,52 +361,58 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
         detector = load_detector(cfg.detector, cfg.device)
         accepted = np.concatenate(
             [
-                detector.accepts(
-                    [load_image(dataset.paths[r]) for r in query_rows[i : i + 32]], limit
-                )
-                for i in range(0, len(query_rows), 32)
+                detector.accepts([load_image(p) for p in query_paths[i : i + 32]], limit)
+                for i in range(0, len(query_paths), 32)
             ]
         )
+    verified: dict[bool, np.ndarray] = {}
+
+    def searched(settings: RankSettings) -> bool:  # whitened search, where there is one
+        return settings.whiten and True in searches
 
     def predict(settings: RankSettings):
-        return rank(
-            cosines, indices, gallery.labels, penalty_of(settings.penalty_k), settings, accepted
-        )
+        cosines, indices, plain = searches[searched(settings)]
+        penalty = penalty_of(settings.penalty_k)
+        verify = verified.get(searched(settings))
+        return rank(cosines, indices, gallery.labels, penalty, settings, accepted, plain, verify)
 
     settings = cfg.settings
+    tune = None
     if tuned:
-        tune = tuning.tune_part([dataset.paths[r].stem for r in query_rows])
+        tune = tuning.tune_part([p.stem for p in query_paths])
         settings, table = tuning.choose(grid, predict, truth, tune)
+    if cfg.rerank_top > 0:
+        whitened = searched(settings)
+        extractor, cache = RootSift(), {}
+        inliers, done = shortlist_inliers(
+            query_paths,
+            gallery.paths,
+            searches[whitened][1],
+            cfg.rerank_top,
+            extractor,
+            _stage_budget(cfg, budget, 1.0),
+            progress,
+            cache,
+        )
+        floor = noise_floor(gallery.paths, gallery.labels, extractor, cache)
+        verified[whitened] = local_votes(inliers, floor)
+        details["verification"] = {"shortlist": cfg.rerank_top, "floor": floor, "queries": done}
+        if tuned:  # local votes are kept only where they gain on the tune part
+            same = [replace(s, verify=VERIFY_WEIGHT) for s in grid if s.whiten == settings.whiten]
+            best, more = tuning.choose([settings, *same], predict, truth, tune)
+            without, with_ = more[0][1], max(g for _, g in more[1:])
+            details["verification"]["tune_gap"] = {"without": without, "with": with_}
+            notes.append(
+                f"RootSIFT verification of the top {cfg.rerank_top} (inlier floor {floor:.0f}): "
+                f"tune GAP {without:.3f} -> {with_:.3f}, {'kept' if best.verify else 'dropped'}"
+            )
+            settings, table = best, table + more[1:]
     landmarks, confidence = predict(settings)
     details["settings"] = settings.as_dict()
-    if cfg.rerank_top > 0:
-        reranked = _rerank(
-            cfg,
-            budget,
-            [dataset.paths[r] for r in query_rows],
-            gallery,
-            (cosines, indices),
-            (landmarks, confidence),
-            penalty_of(settings.penalty_k) * settings.weight,
-            progress,
-        )
-        details["rerank_top"] = cfg.rerank_top
-        if tuned:  # kept only where it gains on the tune part
-            without = gap(landmarks[tune], confidence[tune], truth[tune])
-            with_ = gap(reranked[0][tune], reranked[1][tune], truth[tune])
-            details["rerank_tune_gap"] = {"without": without, "with": with_}
-            if not with_ > without:
-                details["rerank_top"] = 0
-            notes.append(
-                f"RootSIFT re-ranking of the top {cfg.rerank_top}: tune GAP {without:.3f} -> "
-                f"{with_:.3f}, {'kept' if details['rerank_top'] else 'dropped'}"
-            )
-        if details["rerank_top"]:
-            landmarks, confidence = reranked
     if tuned:
         known = np.isin(truth, gallery.labels)
         details["tuning"] = {
-            "chosen": {**settings.as_dict(), "rerank_top": details.get("rerank_top", 0)},
+            "chosen": {**settings.as_dict(), "rerank_top": cfg.rerank_top * bool(settings.verify)},
             "grid": len(table),
             "parts": {
                 name: tuning.scores(landmarks[m], confidence[m], truth[m], known[m])
@@ -334,41 +427,6 @@ def _retrieval(cfg, model, config, dataset, device, dtype, budget, progress):
     gated = int((~accepted).sum()) if accepted is not None and settings.gate else 0
     pred.landmarks[query_rows], pred.confidences[query_rows] = landmarks, confidence
     return pred, gated, notes, details
-
-
-def _rerank(cfg, budget, query_paths, gallery, neighbours, answers, penalty, progress):
-    """``answers`` with each query's top ``cfg.rerank_top`` re-ranked by RootSIFT + RANSAC.
-
-    Returns new ``(landmarks, confidence)``, computed in chunks of 32 queries; ``answers``, the
-    retrieval ``(landmarks, confidence)``, ``(Q,)``, stays unchanged. ``neighbours``: the kNN
-    ``(cosines, indices)``, ``(Q, k)``. A predicted row takes the re-ranked landmark and
-    ``score - penalty`` (``penalty``: ``(Q,)``, already weighted); a blank row stays blank.
-    Stops where the job's time budget runs out (later rows keep their answer).
-    """
-    cosines, indices = neighbours
-    landmarks, confidence = answers[0].copy(), answers[1].copy()
-    stage = _stage_budget(cfg, budget, 1.0)
-    extractor, chunk = RootSift(), 32
-    cache = {}  # gallery features, shared by the chunks (a gallery image is extracted once)
-    for start in range(0, len(query_paths), chunk):
-        part = slice(start, start + chunk)
-        if cfg.time_budget_s and not stage.allows(start, len(query_paths[part])):
-            break
-        labels, score, _ = rerank_retrieval(
-            query_paths[part],
-            gallery.paths,
-            gallery.labels,
-            cosines[part],
-            indices[part],
-            extractor,
-            cfg.rerank_top,
-            progress=progress,
-            cache=cache,
-        )
-        blank = landmarks[part] == NO_LANDMARK
-        landmarks[part] = np.where(blank, NO_LANDMARK, labels)
-        confidence[part] = np.where(blank, 0.0, score - penalty[part])
-    return landmarks, confidence
 
 
 def gate(
@@ -403,12 +461,15 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
     mode = run_mode(len(ids), cfg.public_rows, cfg.mode)
     attempt = ids if mode == "full" else ids[: cfg.interactive_limit]
     device = resolve_device(cfg.device)
-    model, class_map, config = load_trained(cfg.checkpoint, device)
-    precision = config.get("precision", "auto")
-    dtype = autocast_dtype(device, bool(config.get("amp")), precision, config["model"])
-    dataset = test_dataset(cfg.data_root, attempt, config["image_size"], config["pipeline"])
+    if cfg.pretrained_only:  # the frozen descriptor reads the photos itself
+        model, class_map, config = None, None, {"image_size": 0, "pipeline": 2}
+    else:
+        model, class_map, config = load_trained(cfg.checkpoint, device)
+    dataset = test_dataset(cfg.data_root, attempt, config["image_size"] or 64, config["pipeline"])
     notes, details, rejected = [], {}, 0
     if cfg.method == "classifier":
+        precision = config.get("precision", "auto")
+        dtype = autocast_dtype(device, bool(config.get("amp")), precision, config["model"])
         pred = predict_classifier(
             model, class_map, dataset, device, budget, cfg.batch_size, cfg.workers, dtype, progress
         )
@@ -416,7 +477,7 @@ def make_submission(cfg: SubmissionConfig, progress: bool = True) -> SubmissionR
             rejected = gate(pred, dataset.paths, cfg.detector, cfg.detector_threshold, cfg.device)
     else:
         pred, rejected, notes, details = _retrieval(
-            cfg, model, config, dataset, device, dtype, budget, progress
+            cfg, model, config, dataset, device, budget, progress
         )
     full = TestPredictions.empty(len(ids))
     full.landmarks[: len(attempt)] = pred.landmarks
@@ -491,3 +552,13 @@ def run_defaults(
         saved = run / "07_ood" / "detector.pt"
         detector = str(saved) if saved.is_file() else "none"
     return checkpoint, detector
+
+
+def default_descriptor(descriptor: str, checkpoint: str) -> str:
+    """``descriptor``; for ``"auto"``, ``both`` when ``checkpoint`` is a file, else ``pretrained``.
+
+    The frozen descriptor alone needs no trained network.
+    """
+    if descriptor != "auto":
+        return descriptor
+    return "both" if checkpoint and Path(checkpoint).is_file() else "pretrained"

@@ -16,6 +16,7 @@ of landmark photos of the part (the predictions that GAP's ranking counts as con
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -38,15 +39,26 @@ def settings_grid(
     penalty_ks: Iterable[int] = (0, 1, 5, 10, 20),
     weights: Iterable[float] = (0.5, 1.0, 2.0, 4.0),
     gates: Iterable[bool] = (False, True),
+    whitens: Iterable[bool] = (False,),
+    confidences: Iterable[str] = ("score", "nearest"),
 ) -> list[RankSettings]:
-    """Every combination, simplest first; ``top1`` needs no ``k`` above 1, weight none at 0."""
+    """Every combination, simplest first; ``top1`` needs no ``k`` above 1, weight none at 0.
+
+    ``nearest`` is the same confidence as ``score`` for an unwhitened ``top1`` (not repeated).
+    """
     grid = []
-    for gate in gates:
+    for gate, whiten, confidence in itertools.product(gates, whitens, confidences):
         for aggregation in aggregations:
+            if aggregation == "top1" and confidence != "score" and not whiten:
+                continue
             for k in ks if aggregation != "top1" else (1,):
                 for penalty_k in penalty_ks:
                     for weight in weights if penalty_k else (0.0,):
-                        grid.append(RankSettings(k, aggregation, penalty_k, weight, gate))
+                        grid.append(
+                            RankSettings(
+                                k, aggregation, penalty_k, weight, gate, whiten, confidence
+                            )
+                        )
     return list(dict.fromkeys(grid))
 
 

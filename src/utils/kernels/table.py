@@ -130,6 +130,8 @@ TABLE: dict[str, KernelSpec] = {
         parameters={
             # the gallery is the competition's train.csv at run time, not a manifest
             "CHECKPOINT": Output("06", "best.pt"),  # DOLG on every landmark (06's kernel)
+            # the frozen descriptor reads one photo at a time at 400 px: hours for 1.58M photos
+            "DESCRIPTOR": "trained",
             "DETECTOR": Output("07", "detector.pt"),
             "RUN_DIR": KAGGLE_WORKING,  # both set above: no repository path on Kaggle
             "TIME_BUDGET_S": 8 * 3600.0,  # well inside Kaggle's run-time limit
