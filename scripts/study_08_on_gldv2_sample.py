@@ -13,7 +13,8 @@ ranks the 721 test photos with `utils.inference.ranking.rank` (08's own ranking)
    reported on the tune part, the check part and the whole, beside each descriptor's nearest
    neighbour (k 1, no whitening, no verification);
 2. for the chosen descriptor and setting, each non-landmark penalty (none; 1 - the ImageNet
-   landmark mass at weights 0.25 to 2; the mean cosine to ``--non-landmarks`` photos): GAP and
+   landmark mass at weights 0.25 to 2; the mean cosine to ``--non-landmarks`` photos) and the
+   RootSIFT local votes switched the other way: GAP and
    how it orders right answers against photos of places absent from train, non-landmarks and
    wrong answers (AUROC), and how many of each rank among the first M (M = landmark photos).
 
@@ -222,6 +223,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     m = int((truth != NO_LANDMARK).sum())
+    flip = 0.0 if settings.verify else 1.0  # the chosen setting with verification toggled
+    penalties.append((f"none, RootSIFT local votes {'off' if flip == 0 else 'on'}", None, 0.0))
     for name, penalty, w in penalties:
         s = RankSettings(
             settings.k,
@@ -230,8 +233,9 @@ def main() -> None:
             w,
             whiten=settings.whiten,
             confidence=settings.confidence,
-            verify=settings.verify,
+            verify=settings.verify if penalty is not None else flip,
         )
+        penalty = np.zeros(len(truth)) if penalty is None else penalty
         lm, cf = rank(cos, idx, labels, penalty, s, None, plain, votes)
         f = figures(lm, cf)
         right = known & (lm == truth)

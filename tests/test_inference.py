@@ -261,3 +261,30 @@ def test_inside_kaggle_is_read_from_the_environment_not_the_folder(tmp_path):
     assert submit.default_output(tmp_path / "run", kernel) == Path("/kaggle/working") / SUBMISSION
     kernel["LANDMARK_KAGGLE_ROOT"] = str(tmp_path)  # the dry run's emulated /kaggle
     assert submit.default_output(tmp_path / "run", kernel) == tmp_path / "working" / SUBMISSION
+
+
+@pytest.mark.slow
+def test_retrieval_searching_both_descriptors_writes_every_row(tiny_run, tiny_root, tmp_path):
+    config = submit.SubmissionConfig(
+        data_root=str(tiny_root),
+        checkpoint=str(tiny_run / "04_train_effnet-lite2-imagenet" / "best.pt"),
+        output=str(tmp_path / "submission.csv"),
+        method="retrieval",
+        descriptor="both",
+        pretrained_weight=0.85,
+        pretrained_size=64,
+        whiten=256,
+        rerank_top=5,
+        workers=0,
+        device="cpu",
+    )
+    report = submit.make_submission(config, progress=False)
+    ids = read_test_ids(tiny_root)
+    assert report.problems == [] and report.predicted == len(ids)
+    details = report.details
+    assert details["descriptor"] == "both" and details["pretrained_weight"] == 0.85
+    assert details["gallery"]["images"] == details["gallery"]["listed"]
+    assert details["verification"]["queries"] == len(ids)
+    assert any(note.startswith("whitening: PCA whitening") for note in report.notes)
+    chosen = details["tuning"]["chosen"]
+    assert chosen["confidence"] in ("score", "nearest") and isinstance(chosen["whiten"], bool)

@@ -263,9 +263,10 @@ def test_config_needs_a_checkpoint_unless_the_pretrained_descriptor_retrieves():
         submit.SubmissionConfig("d", "c.pt", "s.csv", "retrieval", "dolg")
 
 
-def test_auto_descriptor_takes_both_only_with_a_trained_network(tmp_path):
+def test_auto_descriptor_takes_both_only_with_a_trained_network(tmp_path, tiny_root):
     assert submit.default_descriptor("auto", str(tmp_path / "absent.pt")) == "pretrained"
     assert submit.default_descriptor("auto", "") == "pretrained"
     (tmp_path / "best.pt").write_bytes(b"")
     assert submit.default_descriptor("auto", str(tmp_path / "best.pt")) == "both"
     assert submit.default_descriptor("trained", "") == "trained"
+    assert submit.default_descriptor("auto", str(tmp_path / "best.pt"), tiny_root) == "trained"

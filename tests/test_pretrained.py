@@ -66,6 +66,16 @@ def test_descriptor_is_a_unit_vector_invariant_to_a_mirror():
     assert np.allclose(out[0], out[1], atol=1e-4)  # flip-averaged: a mirror changes nothing
 
 
+def test_batched_descriptors_are_the_one_by_one_vectors():
+    descriptor = GlobalDescriptor(imagenet_network("efficientnet-lite0"), size=48)
+    rng = np.random.default_rng(1)
+    shapes = [(60, 80), (60, 80), (80, 60), (50, 50), (60, 80)]  # three share a shape
+    images = [rng.integers(0, 255, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    together = descriptor(images)
+    alone = np.stack([descriptor.describe(image) for image in images])
+    assert together.shape == (5, 1280) and np.allclose(together, alone, atol=1e-5)
+
+
 def test_fused_evidence_and_rejection_on_a_hand_worked_case():
     # a: 12 and 3 inliers over floor 2 -> 10 + 1, best cosine 0.8 over c0 0.6 -> + 20 * 0.2
     evidence = landmark_evidence(["a", "a", "b"], [12, 3, 0], 2.0, [0.8, 0.5, 0.7], 20.0, 0.6)

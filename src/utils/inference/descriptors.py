@@ -54,8 +54,9 @@ def describe_photos(
     budget: TimeBudget | None = None,
     progress: bool = True,
     desc: str = "pretrained descriptor",
+    batch_size: int = 16,
 ) -> tuple[np.ndarray, np.ndarray, list[int], int]:
-    """Descriptors of the readable ``paths`` while the budget allows.
+    """Descriptors of the readable ``paths`` while the budget allows, ``batch_size`` at a time.
 
     Returns ``(vectors (M, D), rows (M,), unreadable rows, rows left out by the budget)``;
     ``descriptor(images) -> (N, D)`` unit rows (a `GlobalDescriptor`).
@@ -63,18 +64,21 @@ def describe_photos(
     budget = budget or TimeBudget()
     vectors, rows, unreadable, reached = [], [], [], 0
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
-        for i, path in enumerate(paths):
-            if not budget.allows(reached, 1):
+        for start in range(0, len(paths), batch_size):
+            chunk = range(start, min(len(paths), start + batch_size))
+            if not budget.allows(reached, len(chunk)):
                 break
-            try:
-                image = load_image(path)
-            except ImageLoadError:
-                unreadable.append(i)
-            else:
-                vectors.append(descriptor([image])[0])
-                rows.append(i)
-            reached = i + 1
-            bar.update(1)
+            images = []
+            for i in chunk:
+                try:
+                    images.append(load_image(paths[i]))
+                    rows.append(i)
+                except ImageLoadError:
+                    unreadable.append(i)
+            if images:
+                vectors.extend(descriptor(images))
+            reached = chunk.stop
+            bar.update(len(chunk))
     out_of_budget = len(paths) - reached
     if not vectors:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), unreadable, out_of_budget

@@ -32,6 +32,7 @@ BACKBONE = "efficientnet-lite2"
 SIZE = 400
 SCALES = (1.0, 0.707)
 GEM_P = 3.0
+BATCH_PIXELS = 100_000  # input pixels per forward pass, at most (a 400-px photo goes alone)
 
 
 def prepare(image: np.ndarray, side: int) -> torch.Tensor:
@@ -100,8 +101,38 @@ class GlobalDescriptor:
             total = pooled if total is None else total + pooled
         return F.normalize(total, dim=0).cpu().numpy().astype(np.float32)
 
+    @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """``(N, D)`` float32 unit descriptors of RGB uint8 images."""
+        """``(N, D)`` float32 unit descriptors of RGB uint8 images.
+
+        The same vectors as `describe` one by one; images whose resized shapes agree go through
+        the network together, at most `BATCH_PIXELS` input pixels a batch (larger batches of
+        400-px photos ran 3.7x slower than one photo at a time on 2 cores of an AMD EPYC without
+        AVX512; 32-px ones 6x faster).
+        """
         if not len(images):
             return np.zeros((0, 0), np.float32)
-        return np.stack([self.describe(image) for image in images])
+        total = [None] * len(images)
+        for scale in self.scales:
+            side = max(32, round(self.size * scale))
+            groups: dict[tuple[int, int], list[int]] = {}
+            prepared = [prepare(image, side) for image in images]
+            for i, x in enumerate(prepared):
+                groups.setdefault(tuple(x.shape[2:]), []).append(i)
+            views_per_image = 2 if self.flip else 1
+            batches = [
+                members[j : j + max(1, BATCH_PIXELS // (h * w * views_per_image))]
+                for (h, w), members in groups.items()
+                for j in range(0, len(members), max(1, BATCH_PIXELS // (h * w * views_per_image)))
+            ]
+            for members in batches:
+                x = torch.cat([prepared[i] for i in members]).to(self.device)
+                views = torch.cat([x, x.flip(3)]) if self.flip else x
+                pooled = F.normalize(
+                    gem(self.network.extract_features(views), self.p).flatten(1).float(), dim=1
+                )
+                if self.flip:
+                    pooled = pooled[: len(members)] + pooled[len(members) :]
+                for row, i in enumerate(members):
+                    total[i] = pooled[row] if total[i] is None else total[i] + pooled[row]
+        return torch.stack([F.normalize(t, dim=0) for t in total]).cpu().numpy().astype(np.float32)
