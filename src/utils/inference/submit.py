@@ -9,13 +9,16 @@ is validated against the test ids before the report is returned.
 
 ``retrieval`` (the leaderboard job): the gallery is every image the data root's ``train.csv``
 (or ``train_clean.csv``) lists when the job runs (`utils.inference.gallery`; ``manifest``: the
-checkpoint's train split, as before), searched with faiss; every test photo keeps its nearest
-landmark, and its confidence is lowered by its similarity to known non-landmark photos
-(`utils.inference.ranking`). Where the data root ships ``test_solution.csv`` and ``tune`` is
-on, k, aggregation, penalty and gate are chosen on the tune part of the test ids and reported
-on the check part and on the whole (`utils.inference.tuning`). With ``detector`` (a file saved
-by notebook 07, `utils.ood.load_detector`) the gate is an option the tuning may take; without a
-solution to tune on, ``gate`` says whether to use it.
+checkpoint's train split, as before), described by the trained network, the frozen ImageNet
+descriptor or both (`utils.inference.descriptors`) and searched with faiss, plain and, with
+``whiten``, in a space whitened on the gallery; every test photo keeps its best landmark, the
+shortlist may be verified with RootSIFT (`utils.inference.verification`), and its confidence may
+be lowered by its similarity to known non-landmark photos (`utils.inference.ranking`). Where the
+data root ships ``test_solution.csv`` and ``tune`` is on, k, aggregation, confidence,
+whitening, penalty, gate and the local votes are chosen on the tune part of the test ids and
+reported on the check part and on the whole (`utils.inference.tuning`). With ``detector`` (a
+file saved by notebook 07, `utils.ood.load_detector`) the gate is an option the tuning may take;
+without a solution to tune on, ``gate`` says whether to use it.
 """
 
 from __future__ import annotations
