@@ -9,10 +9,9 @@ from utils.data.augment import eval_transform
 from utils.data.gldv2 import image_path
 from utils.inference import submit, tuning
 from utils.inference.budget import TimeBudget
-from utils.inference.descriptors import combine
+from utils.inference.descriptors import combine, trained_vectors
 from utils.inference.gallery import (
     describe_gallery,
-    embed_gallery,
     gallery_bytes,
     read_gallery_list,
 )
@@ -117,16 +116,10 @@ def test_gallery_skips_missing_and_unreadable_files_and_counts_them(tiny_root, t
     gone, broken = listing["id"].iloc[0], listing["id"].iloc[1]
     image_path(root, gone).unlink()
     image_path(root, broken).write_bytes(b"not a jpeg")
-    gallery = embed_gallery(
-        MeanEmbed(),
-        root,
-        listing,
-        eval_transform(32, 2),
-        torch.device("cpu"),
-        workers=0,
-        batch_size=4,
-        progress=False,
+    vectors = trained_vectors(
+        MeanEmbed(), eval_transform(32, 2), torch.device("cpu"), 4, workers=0, progress=False
     )
+    gallery = describe_gallery(vectors, root, listing)
     assert len(gallery) == len(listing) - 2 and gone not in gallery.ids
     assert broken not in gallery.ids
     assert gallery.skips.missing == [str(image_path(root, gone))]

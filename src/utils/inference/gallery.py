@@ -2,7 +2,7 @@
 
 On Kaggle the hidden re-run may bring another train set than the public one, so the gallery is
 read from the data root's label file at run time (`read_source`: ``train.csv``, or
-``train_clean.csv``), never from ids fixed before. `embed_gallery` embeds it in chunks with a
+``train_clean.csv``), never from ids fixed before. `describe_gallery` describes it in chunks with a
 progress bar and a running estimate of the total; a file that is missing or cannot be decoded is
 skipped and counted (`GallerySkips`), never fatal, and listed once at the end, not one warning
 per file (a flood at GLDv2's 1.58M images).
@@ -18,11 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from tqdm.auto import tqdm
 
-from utils.data.datasets import FolderDataset, drop_broken_collate, make_loader
 from utils.data.gldv2 import image_path, read_source
 from utils.inference.budget import TimeBudget
 
@@ -78,76 +74,18 @@ class Gallery:
         return len(self.labels)
 
 
-@torch.no_grad()
-def embed_gallery(
-    model: nn.Module,
-    data_root: str | Path,
-    listing: pd.DataFrame,
-    transform,
-    device: torch.device,
-    budget: TimeBudget | None = None,
-    batch_size: int = 64,
-    workers: int = 2,
-    dtype: torch.dtype | None = None,
-    progress: bool = True,
-) -> Gallery:
-    """Embed the images of ``listing`` (``id, landmark_id``) under ``data_root/train/``.
-
-    Missing files are found first (one ``stat`` each) and skipped; unreadable ones are dropped
-    by the loader; the budget (None: unlimited) stops the loop between batches.
-    """
-    budget = budget or TimeBudget()
-    ids = listing["id"].astype(str).tolist()
-    paths = [image_path(data_root, image_id) for image_id in ids]
-    present = np.array([p.is_file() for p in paths], bool)
-    skips = GallerySkips(listed=len(ids), missing=[str(paths[i]) for i in np.flatnonzero(~present)])
-    rows = np.flatnonzero(present)
-    dataset = FolderDataset(
-        [paths[i] for i in rows], transform=transform, on_broken="drop", warn=False
-    )
-    loader = make_loader(dataset, batch_size, workers=workers, collate_fn=drop_broken_collate)
-    chunks, kept, reached = [], [], 0
-    with tqdm(total=len(rows), desc="gallery", unit="img", disable=not progress) as bar:
-        for number, batch in enumerate(loader):
-            span = range(number * batch_size, min(len(rows), (number + 1) * batch_size))
-            if not budget.allows(reached, len(span)):
-                break
-            got = batch[2].numpy() if batch is not None else np.zeros(0, np.int64)
-            skips.unreadable += [str(dataset.paths[r]) for r in sorted(set(span) - set(got))]
-            if len(got):
-                with torch.autocast(
-                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                ):
-                    emb = model.embed(batch[0].to(device, non_blocking=True))
-                chunks.append(nn.functional.normalize(emb.float(), dim=1).cpu().numpy())
-                kept.append(rows[got])
-            reached = span.stop
-            bar.update(len(span))
-            bar.set_postfix(total_s=f"{budget.estimate(reached, len(rows)):.0f}")
-    skips.out_of_budget = len(rows) - reached
-    if not chunks:
-        return Gallery(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), [], [], skips)
-    order = np.concatenate(kept)
-    labels = listing["landmark_id"].to_numpy(np.int64)[order]
-    return Gallery(
-        np.concatenate(chunks).astype(np.float32),
-        labels,
-        [ids[i] for i in order],
-        [paths[i] for i in order],
-        skips,
-    )
-
-
 def describe_gallery(
     vectors,
     data_root: str | Path,
     listing: pd.DataFrame,
     budget: TimeBudget | None = None,
 ) -> Gallery:
-    """`embed_gallery` with any `utils.inference.descriptors.Vectors` function.
+    """The `Gallery` of ``listing`` (``id, landmark_id``) under ``data_root/train/``.
 
-    Missing files are found first and skipped; what ``vectors`` cannot read or the budget
-    leaves out is counted in the `GallerySkips`.
+    ``vectors``: a `utils.inference.descriptors.Vectors` function (the trained network, the
+    frozen descriptor or both). Missing files are found first (one ``stat`` each) and skipped;
+    what ``vectors`` cannot read or the budget (None: unlimited) leaves out is counted in the
+    `GallerySkips`.
     """
     budget = budget or TimeBudget()
     ids = listing["id"].astype(str).tolist()
