@@ -35,8 +35,8 @@ from utils.data.images import load_image
 from utils.inference import tuning
 from utils.inference.descriptors import combine
 from utils.inference.ranking import RankSettings, local_votes, non_landmark_penalty, rank
-from utils.inference.verification import FLOOR_PAIRS, FLOOR_QUANTILE
 from utils.metrics import NO_LANDMARK, gap
+from utils.retrieval.calibration import FLOOR_QUANTILE, random_pairs
 from utils.retrieval.gallery import read_competition_gallery
 from utils.retrieval.gldv2sample import described, read_queries
 from utils.retrieval.knn import fit_whitening
@@ -119,15 +119,10 @@ def main() -> None:
     )
     mass = cached(study / "queries_mass.npy", lambda: imagenet_mass(list(queries["path"])))
 
-    rng = np.random.default_rng(2)
-    pairs = set()
-    while len(pairs) < FLOOR_PAIRS:
-        i, j = (int(x) for x in rng.integers(0, len(labels), 2))
-        if labels[i] != labels[j]:
-            pairs.add((min(i, j), max(i, j)))
     floor = float(
         np.quantile(
-            [match_pair(g_feat[i], g_feat[j]).inliers for i, j in sorted(pairs)], FLOOR_QUANTILE
+            [match_pair(g_feat[i], g_feat[j]).inliers for i, j in random_pairs(labels)],
+            FLOOR_QUANTILE,
         )
     )
     matches: dict[tuple[int, int], int] = {}

@@ -25,6 +25,7 @@ from utils.inference.ranking import (
 )
 from utils.inference.verification import noise_floor, shortlist_inliers
 from utils.metrics import NO_LANDMARK
+from utils.retrieval.calibration import random_pairs
 
 
 def unit(rows):
@@ -263,3 +264,29 @@ def test_auto_descriptor_takes_both_only_with_a_trained_network(tmp_path, tiny_r
     assert submit.default_descriptor("auto", str(tmp_path / "best.pt")) == "both"
     assert submit.default_descriptor("trained", "") == "trained"
     assert submit.default_descriptor("auto", str(tmp_path / "best.pt"), tiny_root) == "trained"
+
+
+def test_random_pairs_are_distinct_pairs_of_two_landmarks():
+    labels = ["a", "a", "b", "c", "c", "c"]
+    pairs = random_pairs(labels, 5, seed=0)
+    assert len(pairs) == 5 and pairs == sorted(set(pairs))
+    assert all(i < j and labels[i] != labels[j] for i, j in pairs)
+    assert random_pairs(labels, 5, seed=0) == pairs  # seeded
+    assert random_pairs(["a", "a", "a"], 5) == [] and random_pairs(["a"], 5) == []
+
+
+def test_only_the_searches_the_settings_use_are_run():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    config = submit.SubmissionConfig("d", "", "s.csv", "retrieval", "pretrained", whiten=16)
+    big = SimpleNamespace(embeddings=unit(rng.normal(size=(64, 32))))
+    queries = unit(rng.normal(size=(3, 32)))
+    for kinds in ({True}, {False}, {False, True}):
+        searches, _ = submit._searches(config, big, queries, 5, kinds)
+        assert set(searches) == kinds
+    found, where, plain = submit._searches(config, big, queries, 5, {True})[0][True]
+    assert plain == pytest.approx(np.einsum("qd,qkd->qk", queries, big.embeddings[where]))
+    small = SimpleNamespace(embeddings=unit(rng.normal(size=(10, 32))))  # too few to whiten
+    searches, note = submit._searches(config, small, queries, 3, {True})
+    assert set(searches) == {False} and note.startswith("no whitening")

@@ -259,17 +259,18 @@ def _vectors(cfg, model, config, device, progress):
     return both_vectors(descriptor, trained, cfg.pretrained_weight)
 
 
-def _searches(cfg, gallery, query_emb, deepest):
-    """``{whiten: (cosines, indices, plain)}`` of the kNN search, plain and whitened.
+def _searches(cfg, gallery, query_emb, deepest, kinds):
+    """``{whiten: (cosines, indices, plain)}`` of the kNN searches the settings ask for.
 
-    The whitened search (``cfg.whiten`` dimensions, fitted on the gallery alone) is added when
-    the gallery is large enough to fit it (`utils.retrieval.knn.fit_whitening`); ``plain``
-    holds the unwhitened cosines of the same neighbours. Returns the note of the whitening too.
+    ``kinds``: the ``whiten`` values of the settings that may be used. The whitened search
+    (``cfg.whiten`` dimensions, fitted on the gallery alone) runs when the gallery is large
+    enough to fit it (`utils.retrieval.knn.fit_whitening`); ``plain`` holds the unwhitened
+    cosines of the same neighbours. The plain search runs when a setting asks for it or the
+    whitening declined (an exact search of GLDv2's gallery takes most of an hour: never twice
+    for nothing). Returns the note of the whitening too.
     """
-    cosines, indices = EmbeddingIndex(gallery.embeddings, cfg.index).search(query_emb, deepest)
-    searches = {False: (cosines, indices, cosines)}
-    note = "no whitening (WHITEN 0)"
-    if cfg.whiten:
+    searches, note = {}, "no whitening (WHITEN 0)"
+    if cfg.whiten and True in kinds:
         whitening, note = fit_whitening(
             gallery.embeddings, cfg.whiten, VOTE_RULE.shrinkage, VOTE_RULE.min_photos_per_dim
         )
@@ -279,6 +280,10 @@ def _searches(cfg, gallery, query_emb, deepest):
             )
             plain = np.einsum("qd,qkd->qk", query_emb, gallery.embeddings[where])
             searches[True] = (found, where, plain)
+    if False in kinds or True not in searches:
+        index = EmbeddingIndex(gallery.embeddings, cfg.index)
+        cosines, indices = index.search(query_emb, deepest)
+        searches[False] = (cosines, indices, cosines)
     return searches, note
 
 
@@ -325,7 +330,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
     )
     grid = grid if cfg.tune else [cfg.settings]
     deepest = max([cfg.k, cfg.rerank_top] + [s.k for s in grid])
-    searches, note = _searches(cfg, gallery, query_emb, deepest)
+    searches, note = _searches(cfg, gallery, query_emb, deepest, {s.whiten for s in grid})
     notes.append(f"whitening: {note}")
     most = max([cfg.penalty_k] + [s.penalty_k for s in grid])
     query_paths = [dataset.paths[r] for r in query_rows]

@@ -3,7 +3,8 @@
 `shortlist_inliers` counts, for each query, the inliers it shares with each of its first ``top``
 retrieved gallery photos (``(Q, top)``; gallery features extracted once and kept in a cache);
 `noise_floor` is what unrelated photos share by chance: the `FLOOR_QUANTILE` of the inliers of
-up to `FLOOR_PAIRS` random gallery pairs of two landmarks (drawn seeded), as `recognize` sets it.
+up to `FLOOR_RANDOM_PAIRS` random gallery pairs of two landmarks
+(`utils.retrieval.calibration.random_pairs`), as `recognize` sets it.
 `utils.inference.ranking.local_votes` turns the two into votes ``V`` in [0, 1].
 """
 
@@ -17,11 +18,9 @@ from tqdm.auto import tqdm
 
 from utils.data.images import ImageLoadError, load_image
 from utils.inference.budget import TimeBudget
+from utils.retrieval.calibration import FLOOR_QUANTILE, FLOOR_RANDOM_PAIRS, random_pairs
 from utils.retrieval.local_features import LocalFeatures
 from utils.retrieval.rerank import match_pair
-
-FLOOR_PAIRS = 200
-FLOOR_QUANTILE = 0.95
 
 
 def _features(extractor, path: Path, cache: dict) -> LocalFeatures | None:
@@ -72,22 +71,13 @@ def noise_floor(
     labels: np.ndarray,
     extractor,
     cache: dict | None = None,
-    pairs: int = FLOOR_PAIRS,
+    pairs: int = FLOOR_RANDOM_PAIRS,
     seed: int = 2,
 ) -> float:
     """`FLOOR_QUANTILE` of the inliers of random gallery pairs of two landmarks (0: none)."""
     cache = {} if cache is None else cache
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    found: set[tuple[int, int]] = set()
-    for _ in range(pairs * 20):
-        if len(found) >= pairs or len(labels) < 2:
-            break
-        i, j = (int(x) for x in rng.integers(0, len(labels), 2))
-        if labels[i] != labels[j]:
-            found.add((min(i, j), max(i, j)))
     counts = []
-    for i, j in sorted(found):
+    for i, j in random_pairs(labels, pairs, seed):
         a = _features(extractor, gallery_paths[i], cache)
         b = _features(extractor, gallery_paths[j], cache)
         if a is not None and b is not None:

@@ -34,6 +34,7 @@ import numpy as np
 from utils.retrieval.rerank import landmark_evidence as fused_landmark_evidence
 
 FLOOR_QUANTILE = 0.95
+FLOOR_RANDOM_PAIRS = 200  # random pairs of two landmarks measuring a noise floor (`random_pairs`)
 TAU_QUANTILE = 0.75  # chosen on the tune part of the real photos (utils.retrieval.realphotos)
 # With the pretrained descriptor's cosine term the wrong evidence is continuous, not mostly 0:
 # the 75th percentile let about a quarter of unrelated photos through by construction. The
@@ -62,6 +63,28 @@ class Calibration:
     def threshold(self, landmark: Hashable) -> float:
         """The evidence ``landmark`` must exceed to be accepted."""
         return self.thresholds.get(landmark, self.tau)
+
+
+def random_pairs(
+    labels: Sequence[Hashable], pairs: int = FLOOR_RANDOM_PAIRS, seed: int = 2
+) -> list[tuple[int, int]]:
+    """Up to ``pairs`` distinct ``(i, j)``, ``i < j``, of photos of two landmarks, sorted.
+
+    Drawn seeded, at most ``20 * pairs`` draws: what unrelated photos share by chance is
+    measured on them (the `FLOOR_QUANTILE` of their inliers).
+    """
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) < 2:
+        return []
+    rng = np.random.default_rng(seed)
+    found: set[tuple[int, int]] = set()
+    for _ in range(pairs * 20):
+        if len(found) >= pairs:
+            break
+        i, j = (int(x) for x in rng.integers(0, len(labels), 2))
+        if labels[i] != labels[j]:
+            found.add((min(i, j), max(i, j)))
+    return sorted(found)
 
 
 def best_per_landmark(labels: Sequence[Hashable], values) -> dict:

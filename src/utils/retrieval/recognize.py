@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from utils.data.images import ImageLoadError, load_image
 from utils.retrieval.calibration import (
     FLOOR_QUANTILE,
+    FLOOR_RANDOM_PAIRS,
     FUSED_TAU_QUANTILE,
     RULES,
     TAU_QUANTILE,
@@ -55,6 +56,7 @@ from utils.retrieval.calibration import (
     calibrate,
     confidence_of,
     margin,
+    random_pairs,
     sum_or_max_evidence,
 )
 from utils.retrieval.local_features import LocalExtractor, LocalFeatures, RootSift
@@ -77,7 +79,6 @@ UNKNOWN_LANDMARK = "a landmark, not one I know"  # the detector says landmark, t
 KNOWN_LANDMARK = "a known landmark"  # accepted by the gallery's rule
 NO_LANDMARK = "no landmark"  # rejected, and the detector says no landmark either
 NOT_KNOWN = "no known landmark"  # rejected, no detector to tell the two cases apart
-FLOOR_RANDOM_PAIRS = 200  # random pairs of two landmarks measuring the voting rule's floor
 RULES_PRETRAINED = ("vote", "fused")  # --rule: kNN voting (default) or the former fused rule
 GLOBALS = ("lite2", "lite0", "none")  # --global: the pretrained descriptor's backbone, or none
 
@@ -228,19 +229,13 @@ class Recognizer:
 
         What unrelated photos share by chance; up to ``pairs`` pairs, drawn seeded.
         """
-        labels = np.asarray(self.labels, dtype=object)
-        n = len(labels)
-        rng = np.random.default_rng(seed)
-        found: set[tuple[int, int]] = set()
-        for _ in range(pairs * 20):
-            if len(found) >= pairs:
-                break
-            i, j = (int(x) for x in rng.integers(0, n, 2))
-            if labels[i] != labels[j]:
-                found.add((min(i, j), max(i, j)))
         counts = [
             self.matcher(self.features[i], self.features[j], self.settings).inliers
-            for i, j in tqdm(sorted(found), desc="noise floor", disable=not self.progress)
+            for i, j in tqdm(
+                random_pairs(self.labels, pairs, seed),
+                desc="noise floor",
+                disable=not self.progress,
+            )
         ]
         return float(np.quantile(counts, FLOOR_QUANTILE)) if counts else 0.0
 
