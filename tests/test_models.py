@@ -3,9 +3,11 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision import models as tv
 
 from utils.models import WeightsError, build_model, find_weights, load_state_dict_file
+from utils.models.pooling import gem
 
 
 @pytest.mark.parametrize(
@@ -176,3 +178,31 @@ def test_lite_networks_keep_relu6():
     model = build_model("efficientnet-lite0", 5)
     kinds = {type(m) for m in model.modules()}
     assert torch.nn.ReLU6 in kinds and torch.nn.SiLU not in kinds
+
+
+def test_a_margin_head_on_a_classifier_gives_cosines_and_scaled_logits():
+    """GeM + sub-centre ArcFace on the Lite2 trunk: cosines for the loss, ``s cos`` at inference."""
+    torch.manual_seed(0)
+    model = build_model(
+        "efficientnet-lite2", 4, head="subcenter", subcenters=3, scale=20.0, pooling="gem"
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        cos, logits, emb = model(x), model.logits(x), model.embed(x)
+    assert cos.shape == (2, 4) and cos.abs().max() <= 1.0
+    torch.testing.assert_close(logits, 20.0 * cos)
+    assert model.head.weight.shape == (4 * 3, 1280) and emb.shape == (2, 1280)
+    pooled = gem(model.body.net.extract_features(x), model.body.pool.p.detach())
+    torch.testing.assert_close(emb, F.normalize(pooled, dim=1))
+
+
+def test_gem_pooling_learns_its_exponent_and_avg_adds_no_parameter():
+    model = build_model("mobilenet_v2", 3, pooling="gem")
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert model.body.pool.p.grad is not None
+    plain = build_model("mobilenet_v2", 3)
+    assert len(model.state_dict()) == len(plain.state_dict()) + 1  # body.pool.p
+    with pytest.raises(ValueError, match="pooling: one of avg, gem, not 'max'"):
+        build_model("resnet50", 3, pooling="max")
+    with pytest.raises(ValueError, match="head must be empty or one of arcface, subcenter"):
+        build_model("resnet50", 3, head="softmax")

@@ -100,10 +100,25 @@ def test_default_parameters_offer_the_committed_all_landmark_manifest(tiny_root,
 
 def test_the_repeats_name_notebooks_and_parameters_they_declare():
     notebooks = {p.stem: p for p in (pipeline.REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    for stem, runs in pipeline.REPEATS.items():
+    for stem, runs in pipeline.repeats_for("").items():
         declared = papermill.inspect_notebook(str(notebooks[stem]))
         for suffix, overrides in runs:
             assert suffix and set(overrides) <= set(declared), (stem, suffix)
+    for stem, changes in pipeline.REAL_PHOTO_REPEATS.items():
+        assert set(changes) <= {suffix for suffix, _ in pipeline.REPEATS[stem]}, stem
+
+
+def test_real_photos_get_the_leaderboard_recipe_chosen_on_them(tmp_path):
+    notebooks = [tmp_path / "04_train_effnet.ipynb"]
+    generated = pipeline.plan_steps(notebooks, tmp_path, pipeline.repeats_for("default"))
+    real = pipeline.plan_steps(notebooks, tmp_path, pipeline.repeats_for(""))
+    assert generated[1].overrides == dict(pipeline.REPEATS["04_train_effnet"][0][1])
+    assert real[1].overrides == {
+        **generated[1].overrides,
+        **pipeline.REAL_PHOTO_REPEATS["04_train_effnet"]["-lite2-imagenet"],
+    }
+    assert "IMAGE_SIZE" not in generated[1].overrides and real[1].overrides["IMAGE_SIZE"] > 96
+    assert real[0].overrides == generated[0].overrides == {}
 
 
 @pytest.mark.notebook

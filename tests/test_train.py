@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import free_port
 from conftest import train_config as config
@@ -99,6 +101,49 @@ def test_config_validation(tmp_path):
         TrainConfig("d", "m", "o", label_smoothing=1.0)
     with pytest.raises(ValueError, match="threads must be >= 0"):
         TrainConfig("d", "m", "o", threads=-1)
+    with pytest.raises(ValueError, match="pooling: one of avg, gem"):
+        TrainConfig("d", "m", "o", pooling="max")
+    with pytest.raises(ValueError, match="the binary task needs the model's own head"):
+        TrainConfig("d", "m", "o", task="binary", head="arcface")
+
+
+def test_a_margin_head_trains_with_arcface_and_reloads_from_its_checkpoint(tmp_path):
+    """A classifier with a margin head gets the ArcFace loss; its checkpoint rebuilds it."""
+    from utils.training.checkpoint import model_from_state
+
+    cfg = TrainConfig(
+        "d",
+        "m",
+        "o",
+        model="efficientnet-lite0",
+        head="subcenter",
+        pooling="gem",
+        margin=0.4,
+        dynamic_margins=False,
+        scale=10.0,
+    )
+    cosine = torch.tensor([[0.5, 0.2], [0.1, 0.3]])
+    labels = torch.tensor([0, 1])
+    expected = F.cross_entropy(
+        10.0
+        * torch.tensor(
+            [[math.cos(math.acos(0.5) + 0.4), 0.2], [0.1, math.cos(math.acos(0.3) + 0.4)]]
+        ),
+        labels,
+    )
+    torch.testing.assert_close(train.criterion_for(cfg, np.array([3, 3]))(cosine, labels), expected)
+    plain = TrainConfig("d", "m", "o", model="efficientnet-lite0")
+    torch.testing.assert_close(
+        train.criterion_for(plain, np.array([3, 3]))(cosine, labels),
+        F.cross_entropy(cosine, labels),
+    )
+    model = build_model("efficientnet-lite0", 2, head="subcenter", pooling="gem", scale=10.0)
+    state = {"config": dataclasses.asdict(cfg), "class_ids": [7, 9], "model": model.state_dict()}
+    loaded, class_map, _ = model_from_state(state)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.logits(x), model.eval().logits(x))
+    assert loaded.body.pool.p.item() == pytest.approx(3.0)
 
 
 def test_lr_warms_up_linearly_then_decays_by_cosine_every_step():

