@@ -6,13 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from utils.data.images import load_image
+from utils.inference.submit import _detector_scores
 from utils.ood import BUILT_IN, KINDS, load_detector
 from utils.ood import imagenet as im
 from utils.ood import realphotos as ood_photos
-from utils.ood.detector import Detector
+from utils.ood.detector import Detector, ThresholdError
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real-photos"
 
@@ -129,3 +131,35 @@ def test_packaged_weights_name_a_real_photo_and_rank_tune_landmarks_higher():
     summary = ood_photos.detection_summary(table, detector.threshold)
     assert summary["accepted_landmarks"] >= 0.95  # the tpr95 rule it was chosen by
     assert summary["auroc"] > 0.9
+
+
+class CountingLogits(FixedLogits):
+    """`FixedLogits` that counts the images it was given."""
+
+    seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        return super().forward(x)
+
+
+def test_08_scores_the_test_photos_once_per_imagenet_detector(tmp_path):
+    paths = []
+    for i, value in enumerate((20, 120, 240)):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(np.full((40, 50, 3), value, np.uint8)).save(paths[-1])
+    network = CountingLogits(_probabilities(church=0.3, palace=0.2))
+    penalty = im.ImagenetDetector(("religious", "palaces"), network=network)
+    gate = im.ImagenetDetector(("religious", "palaces"), network=network)
+    seen: dict = {}
+    mass = _detector_scores(penalty, paths, seen)
+    assert network.seen == 3 and mass.shape == (3,)
+    assert _detector_scores(gate, paths, seen) is mass and network.seen == 3  # read once
+    other = im.ImagenetDetector(("palaces",), network=network)
+    assert not np.allclose(_detector_scores(other, paths, seen), mass) and network.seen == 6
+    with pytest.raises(ThresholdError, match="no threshold"):
+        gate.above(mass)
+    gate.freeze(float(mass[0]) - 1e-3, "test")
+    images = [load_image(p) for p in paths]
+    assert (gate.above(mass) == gate.accepts(images)).all()
+    assert gate.above(mass, float(mass[0]) + 1.0).sum() == 0

@@ -60,6 +60,8 @@ from utils.kaggle_paths import kaggle_path
 from utils.metrics import NO_LANDMARK
 from utils.ood import load_detector
 from utils.ood.data import non_landmark_sources
+from utils.ood.detector import Detector
+from utils.ood.imagenet import ImagenetDetector
 from utils.retrieval.index import INDEX_KINDS, EmbeddingIndex
 from utils.retrieval.knn import fit_whitening
 from utils.retrieval.local_features import RootSift
@@ -201,6 +203,29 @@ class SubmissionReport:
         return "\n".join(lines)
 
 
+def _detector_scores(detector: Detector, paths: list[Path], seen: dict) -> np.ndarray:
+    """``(N,)`` `Detector.score` of the photos at ``paths``, 32 at a time.
+
+    An ImageNet detector holds no weights of its own, so two with the same ``params`` score
+    alike: ``seen`` keeps their scores, and the penalty's landmark mass and the gate of 07's
+    ImageNet detector share one pass over the test photos (a trained detector is always run).
+    """
+    key = (detector.method, tuple(sorted(detector.params.items())))
+    cached = isinstance(detector, ImagenetDetector)
+    if cached and key in seen:
+        return seen[key]
+    scores = np.concatenate(
+        [
+            detector.score([load_image(p) for p in paths[i : i + 32]])
+            for i in range(0, len(paths), 32)
+        ]
+        or [np.zeros(0)]
+    )
+    if cached:
+        seen[key] = scores
+    return scores
+
+
 def _non_landmark_photos(cfg: SubmissionConfig) -> list[Path]:
     """Known non-landmark photos: the data root's ``non_landmark/`` and ``non_landmark_root``.
 
@@ -334,6 +359,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
     notes.append(f"whitening: {note}")
     most = max([cfg.penalty_k] + [s.penalty_k for s in grid])
     query_paths = [dataset.paths[r] for r in query_rows]
+    scored: dict = {}  # an ImageNet detector's scores of the test photos, read once
     if photos:
         nl_emb, _, _, _ = vectors(photos, TimeBudget(), "non-landmark photos")
         top = sorted_penalties(query_emb, nl_emb, most)
@@ -344,13 +370,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
         notes.append(f"non-landmark penalty: {len(nl_emb)} known non-landmark photos")
         details["non_landmark_photos"] = len(nl_emb)
     elif most > 0:
-        detector = load_detector("imagenet", cfg.device)
-        mass = np.concatenate(
-            [
-                detector.score([load_image(p) for p in query_paths[i : i + 32]])
-                for i in range(0, len(query_paths), 32)
-            ]
-        )
+        mass = _detector_scores(load_detector("imagenet", cfg.device), query_paths, scored)
 
         def penalty_of(k: int) -> np.ndarray:
             return (1.0 - mass) if k else np.zeros(len(mass))
@@ -368,12 +388,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
     if cfg.detector != "none" and (cfg.gate or tuned):  # the gate may be used
         limit = None if math.isnan(cfg.detector_threshold) else cfg.detector_threshold
         detector = load_detector(cfg.detector, cfg.device)
-        accepted = np.concatenate(
-            [
-                detector.accepts([load_image(p) for p in query_paths[i : i + 32]], limit)
-                for i in range(0, len(query_paths), 32)
-            ]
-        )
+        accepted = detector.above(_detector_scores(detector, query_paths, scored), limit)
     verified: dict[bool, np.ndarray] = {}
 
     def searched(settings: RankSettings) -> bool:  # whitened search, where there is one

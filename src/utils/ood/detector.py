@@ -129,10 +129,14 @@ class Detector:
 
     def accepts(self, batch, threshold: float | None = None) -> np.ndarray:
         """``(N,)`` bool: shows a landmark (``score >= threshold``, the saved one by default)."""
+        return self.above(self.score(batch), threshold)
+
+    def above(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """`accepts` of scores already computed by `score`: ``scores >= threshold``."""
         limit = self.threshold if threshold is None else float(threshold)
         if not math.isfinite(limit):
             raise ThresholdError(f"{self.method}: no threshold chosen yet (fit_threshold)")
-        return self.score(batch) >= limit
+        return np.asarray(scores) >= limit
 
     # --- threshold -----------------------------------------------------------------------
     @property
