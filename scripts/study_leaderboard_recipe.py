@@ -8,7 +8,7 @@ The first command caches the frozen descriptor of every photo (08's, `shared_des
 second trains EfficientNet-Lite2 from ImageNet with each recipe of `RECIPES` (04's leaderboard
 repeat otherwise: 8 epochs, AdamW 1e-3, batch 16, one warm-up epoch, label smoothing 0.1,
 pipeline 2) on 02's all-landmark manifests, under ``--out/NAME`` (a finished run is reused), then
-embeds the 1,863 photos as notebook 08 does (the checkpoint's eval transform at its size) and
+embeds the 1,863 photos with 08's `trained_vectors` (the checkpoint's eval transform) and
 ranks the 721 test photos with 08's `rank` (whitened, K 3 summed, the nearest photo's cosine):
 
 - the run's validation accuracy and GAP (its best epoch), chosen on by the training itself;
@@ -28,16 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.data.images import load_image
+from utils.data.augment import eval_transform
 from utils.inference import tuning
-from utils.inference.descriptors import combine
+from utils.inference.budget import TimeBudget
+from utils.inference.descriptors import combine, trained_vectors
 from utils.inference.ranking import RankSettings, rank
 from utils.metrics import NO_LANDMARK, gap
 from utils.retrieval.gallery import read_competition_gallery
 from utils.retrieval.gldv2sample import described, read_queries
-from utils.retrieval.index import checkpoint_embedder
 from utils.retrieval.knn import fit_whitening
 from utils.training import train as trainer
+from utils.training.checkpoint import load_trained
+from utils.training.devices import resolve_device
 
 DEPTH = 15  # neighbours searched per query (08's RERANK_TOP)
 # name -> what the recipe changes in 04's leaderboard repeat
@@ -76,15 +78,16 @@ def train_recipe(name: str, changes: dict, args) -> Path:
 
 
 def embedded(checkpoint: Path, paths: list[Path]) -> np.ndarray:
-    """Unit embeddings ``(N, D)`` of ``paths`` as 08 computes them, cached beside the run."""
+    """Unit embeddings ``(N, D)`` of ``paths`` by 08's `trained_vectors`, cached beside the run."""
     cache = checkpoint.parent / "gldv2-sample-embeddings.npy"
     if cache.is_file():
         return np.load(cache)
-    embed = checkpoint_embedder(checkpoint)
-    rows = np.concatenate(
-        [embed([load_image(p) for p in paths[i : i + 32]]) for i in range(0, len(paths), 32)]
-    )
-    rows = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    device = resolve_device("auto")
+    model, _, config = load_trained(checkpoint, device)
+    transform = eval_transform(config["image_size"], config["pipeline"])
+    rows, kept, _, _ = trained_vectors(model, transform, device)(paths, TimeBudget(), "embed")
+    if len(kept) != len(paths):
+        raise SystemExit(f"{checkpoint}: {len(paths) - len(kept)} photos could not be embedded")
     np.save(cache, rows)
     return rows
 

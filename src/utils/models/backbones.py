@@ -263,11 +263,8 @@ def _load_weights(net: nn.Module, name: str, path, drop: tuple[str, ...] = ()) -
         raise WeightsError(f"{found}: does not fit {name}: {str(err).splitlines()[0]}") from err
 
 
-def _dolg(num_classes, pretrained, pretrained_path, head, subcenters, scale) -> Dolg:
-    head = head or "arcface"
-    if head not in HEADS:
-        raise ValueError(f"DOLG's head must be one of {HEADS}, not {head!r}")
-    model = Dolg(num_classes, subcenters if head == "subcenter" else 1, scale)
+def _dolg(num_classes, pretrained, pretrained_path, centres, scale) -> Dolg:
+    model = Dolg(num_classes, centres, scale)
     if pretrained or pretrained_path:  # the ResNet-50 backbone; its fc is not used
         _load_weights(model.net, "resnet50", pretrained_path, drop=("fc.",))
     return model
@@ -305,24 +302,19 @@ def build_model(
     name = canonical_name(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    if name == "dolg":
-        return _dolg(num_classes, pretrained, pretrained_path, head, subcenters, scale)
     if head and head not in HEADS:
         raise ValueError(f"head must be empty or one of {', '.join(HEADS)}, not {head!r}")
+    centres = subcenters if head == "subcenter" else 1  # per class, of a margin head
+    if name == "dolg":  # always a margin head: arcface unless told
+        return _dolg(num_classes, pretrained, pretrained_path, centres, scale)
     make, body_type = BUILDERS[name]
     net, classifier, width = make(num_classes)
     if pretrained or pretrained_path:
         _load_weights(net, name, pretrained_path)
+    body = body_type(net, make_pool(pooling))
     if head:
-        k = subcenters if head == "subcenter" else 1
-        return LandmarkClassifier(
-            name,
-            body_type(net, make_pool(pooling)),
-            CosineHead(width, num_classes, k),
-            width,
-            scale,
-        )
-    return LandmarkClassifier(name, body_type(net, make_pool(pooling)), classifier, width)
+        return LandmarkClassifier(name, body, CosineHead(width, num_classes, centres), width, scale)
+    return LandmarkClassifier(name, body, classifier, width)
 
 
 def imagenet_network(name: str, pretrained_path: str | None = None) -> nn.Module:
