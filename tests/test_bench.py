@@ -176,6 +176,22 @@ def test_gallery_benchmark_measures_embedding_and_projects_search(capsys):
     assert "GLDv2 test" in capsys.readouterr().out
 
 
+def test_gallery_benchmark_times_the_frozen_descriptor_with_and_without_flips(capsys):
+    from utils.bench.gallery import bench_frozen, print_gallery
+
+    frozen = bench_frozen(photos=2, photo_side=48, size=64)
+    rates = frozen["photos_per_second"]
+    assert sorted(rates) == ["flips", "no flips"] and min(rates.values()) > 0
+    assert frozen["speed-up without flips"] == pytest.approx(
+        rates["no flips"] / rates["flips"], abs=0.01
+    )
+    no_embedding = {"dim": 1280, "images_per_second": {}}
+    print_gallery({"embedding": no_embedding, "frozen": frozen, "search": []})
+    assert "without flips" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="photos must be >= 1"):
+        bench_frozen(photos=0)
+
+
 def test_bench_vote_measures_both_searches(capsys):
     from utils.bench.vote import bench_vote, synthetic_gallery
 

@@ -8,9 +8,13 @@ import pandas as pd
 import pytest
 
 from utils.data.gldv2 import image_path, read_test_ids
+from utils.data.images import load_image
 from utils.inference import submit
 from utils.inference.budget import TimeBudget
+from utils.inference.gallery import read_gallery_list
 from utils.inference.testset import run_mode
+from utils.metrics import gap
+from utils.retrieval.descriptor import GlobalDescriptor
 from utils.submission import read_submission, validate_submission
 
 
@@ -283,8 +287,22 @@ def test_retrieval_searching_both_descriptors_writes_every_row(tiny_run, tiny_ro
     assert report.problems == [] and report.predicted == len(ids)
     details = report.details
     assert details["descriptor"] == "both" and details["pretrained_weight"] == 0.85
+    assert details["pretrained_flip"] is True  # the default
     assert details["gallery"]["images"] == details["gallery"]["listed"]
     assert details["verification"]["queries"] == len(ids)
     assert any(note.startswith("whitening: PCA whitening") for note in report.notes)
     chosen = details["tuning"]["chosen"]
     assert chosen["confidence"] in ("score", "nearest") and isinstance(chosen["whiten"], bool)
+    # the baseline beside it: the frozen descriptor's nearest gallery photo, recomputed by hand
+    listing = read_gallery_list(tiny_root, "train")
+    frozen = GlobalDescriptor(size=64, flip=config.pretrained_flip)
+    gallery = frozen([load_image(image_path(tiny_root, i)) for i in listing["id"]])
+    queries = frozen([load_image(image_path(tiny_root, i)) for i in ids])
+    cosines = queries @ gallery.T
+    nearest = cosines.argmax(axis=1)
+    landmarks = listing["landmark_id"].to_numpy()[nearest]
+    truth = submit._read_truth(str(tiny_root), ids)
+    expected = gap(landmarks, cosines.max(axis=1), truth)
+    assert details["baseline"]["parts"]["whole"]["gap"] == pytest.approx(expected, abs=1e-6)
+    assert sum(details["baseline"]["parts"][p]["queries"] for p in ("tune", "check")) == len(ids)
+    assert any(note.startswith("baseline, the frozen descriptor") for note in report.notes)

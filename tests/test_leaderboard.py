@@ -9,7 +9,7 @@ from utils.data.augment import eval_transform
 from utils.data.gldv2 import image_path
 from utils.inference import submit, tuning
 from utils.inference.budget import TimeBudget
-from utils.inference.descriptors import combine, trained_vectors
+from utils.inference.descriptors import combine, frozen_part, trained_vectors
 from utils.inference.gallery import (
     describe_gallery,
     gallery_bytes,
@@ -187,6 +187,15 @@ def test_combined_descriptor_cosine_is_the_weighted_sum_of_the_two():
     assert np.allclose(combine(p, t, 1.0)[:, :8], p)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         combine(p, t, 1.5)
+
+
+def test_frozen_part_gives_the_frozen_rows_back_out_of_the_combined_ones():
+    rng = np.random.default_rng(1)
+    p, t = unit(rng.normal(size=(4, 6))), unit(rng.normal(size=(4, 3)))
+    assert np.allclose(frozen_part(combine(p, t, 0.85), 6), p, atol=1e-6)
+    assert np.allclose(frozen_part(p, 6), p, atol=1e-6)  # the frozen descriptor alone
+    with pytest.raises(ValueError, match="no 7 frozen columns"):
+        frozen_part(p, 7)
 
 
 def test_grid_adds_whitening_and_the_nearest_confidence_without_repeats():

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from utils.results import render, table3_rows
+from utils.results import render, submission_lines, table3_rows
 
 
 def write(folder: Path, name: str, value: dict) -> None:
@@ -65,3 +65,36 @@ def test_an_all_landmark_network_is_also_scored_on_the_top_n_test_ids(tmp_path):
 def test_table3_of_an_empty_run(tmp_path):
     assert table3_rows(tmp_path) == []
     assert "Not measured in this run." in render(tmp_path)
+
+
+def part(gap: float) -> dict:
+    return {
+        "queries": 4,
+        "gap": gap,
+        "gap_interval": [gap - 0.1, gap + 0.1],
+        "correct_known": 2,
+        "known_landmark_photos": 3,
+        "landmark_photos": 3,
+        "accuracy_known": 2 / 3,
+        "accuracy_known_interval": [0.2, 0.9],
+        "predicted": 4,
+        "confident_non_landmarks": 1,
+        "non_landmark_photos": 1,
+    }
+
+
+def test_the_submission_table_shows_the_frozen_baseline_beside_each_part():
+    parts = {"tune": part(0.8), "check": part(0.7), "whole": part(0.75)}
+    report = {
+        "method": "retrieval",
+        "details": {
+            "tuning": {"chosen": {"k": 5}, "grid": 9, "parts": parts},
+            "baseline": {"name": "nearest photo", "parts": {"check": part(0.6)}},
+        },
+    }
+    text = "\n".join(submission_lines(report))
+    assert "| check | 4 | 0.700 (0.600-0.800) |" in text
+    assert "| check: baseline | 4 | 0.600 (0.500-0.700) |" in text
+    assert "Baseline rows: nearest photo" in text
+    del report["details"]["baseline"]
+    assert "baseline" not in "\n".join(submission_lines(report))

@@ -221,7 +221,10 @@ def submission_lines(report: dict) -> list[str]:
         header = ["part", "ids", "GAP (95% interval)", "accuracy, gallery landmarks"]
         header += ["predicted", "confident non-landmarks", "ceiling"]
         rows = []
-        for name, part in tuned["parts"].items():
+        baseline = (details.get("baseline") or {}).get("parts", {})
+        labelled = list(tuned["parts"].items())
+        labelled += [(f"{name}: baseline", part) for name, part in baseline.items()]
+        for name, part in labelled:
             low, high = part.get("gap_interval", (None, None))
             a_low, a_high = part.get("accuracy_known_interval", (None, None))
             ceiling = part["known_landmark_photos"] / max(1, part["landmark_photos"])
@@ -238,6 +241,12 @@ def submission_lines(report: dict) -> list[str]:
                 ]
             )
         lines += _table(header, rows)
+        if baseline:
+            lines += [
+                "",
+                f"Baseline rows: {details['baseline']['name']} (its cosine as the confidence; "
+                "nothing trained, nothing tuned), on the same parts.",
+            ]
     return lines
 
 

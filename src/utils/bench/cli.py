@@ -188,6 +188,12 @@ def parser() -> argparse.ArgumentParser:
     gal.add_argument("--ivf-max", type=int, default=200_000, help="largest gallery given IVF")
     gal.add_argument("--nlist", type=int, default=1024, help="IVF lists (k-means centroids)")
     gal.add_argument(
+        "--frozen-photos",
+        type=int,
+        default=8,
+        help="photos the frozen descriptor reads with and without flips (0: skip)",
+    )
+    gal.add_argument(
         "--nprobe",
         type=int_list,
         default="32",
@@ -294,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             args.ivf_max,
             args.nlist,
             tuple(args.nprobe),
+            args.frozen_photos,
         )
         show = print_gallery
     elif args.command == "delf":

@@ -5,6 +5,11 @@ architecture notebook 04's repeat fine-tunes; ``model.embed``, 1280-d) on random
 each ``--sides``, images per second on this machine's CPU (network only; decoding is `bench
 loader`'s). Its ratio is against the smallest side, in the same run.
 
+Frozen descriptor (08's ``pretrained`` vectors, `utils.retrieval.descriptor.GlobalDescriptor`:
+Lite2 at ``size`` and 0.707 of it): photos per second on random RGB photos of ``photo_side``
+pixels (gldv2-sample's photos are 256 x 256), with and without the mirrored views, and the ratio
+of the two in the same run.
+
 Search: a gallery of ``N`` random unit vectors of the network's dimension and 1,000 queries near
 gallery rows (as `utils.bench.retrieval`): faiss exact inner product and IVF, queries per second,
 memory and recall@1 against exact; the time for a whole test set is the measured rate times its
@@ -47,6 +52,32 @@ def bench_embedding(sides=(96, 256), batch: int = 16, steps: int = 3, threads: i
         "dim": int(dim),
         "images_per_second": out,
         "ratio_to_smallest": {s: round(r / base, 3) for s, r in out.items()},
+    }
+
+
+def bench_frozen(photos: int = 8, photo_side: int = 256, size: int = 400) -> dict:
+    """Photos per second of the frozen descriptor with flips and without (module docstring)."""
+    from utils.models.backbones import imagenet_network
+    from utils.retrieval.descriptor import GlobalDescriptor
+
+    if photos < 1:
+        raise ValueError(f"photos must be >= 1, not {photos}")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (photo_side, photo_side, 3), np.uint8) for _ in range(photos)]
+    network = imagenet_network("efficientnet-lite2")
+    rates = {}
+    for flip in (True, False):
+        descriptor = GlobalDescriptor(network, size=size, flip=flip)
+        descriptor(images[:1])  # warm-up
+        start = time.perf_counter()
+        descriptor(images)
+        rates["flips" if flip else "no flips"] = round(photos / (time.perf_counter() - start), 2)
+    return {
+        "photos": photos,
+        "photo_side": photo_side,
+        "size": size,
+        "photos_per_second": rates,
+        "speed-up without flips": round(rates["no flips"] / rates["flips"], 3),
     }
 
 
@@ -126,14 +157,18 @@ def bench_gallery(
     ivf_max: int = 200_000,
     nlist: int = 1024,
     nprobes: tuple[int, ...] = (32,),
+    frozen_photos: int = 8,
 ) -> dict:
-    """Both parts of the module docstring; IVF only up to ``ivf_max`` vectors.
+    """The three parts of the module docstring; IVF only up to ``ivf_max`` vectors.
+
+    ``frozen_photos``: photos the frozen descriptor reads each way (0: not measured).
 
     IVF has ``nlist`` lists and is searched at each of ``nprobes``. At 1,580,470 vectors the
     process peaks near 19 GB (the gallery and the filled IVF index).
     """
     return {
         "embedding": bench_embedding(sides, threads=threads),
+        "frozen": bench_frozen(frozen_photos) if frozen_photos else None,
         "search": [
             bench_gallery_search(
                 n, queries=queries, nlist=nlist, nprobes=tuple(nprobes), ivf=n <= ivf_max
@@ -149,6 +184,15 @@ def print_gallery(result: dict) -> None:
     print(f"leaderboard network (EfficientNet-Lite2, {emb['dim']}-d), CPU, network only:")
     for side, rate in emb["images_per_second"].items():
         print(f"  {side:>4} px  {rate:>8.1f} images/s  ratio {emb['ratio_to_smallest'][side]:.3f}")
+    frozen = result.get("frozen")
+    if frozen:
+        print(
+            f"frozen descriptor ({frozen['size']} and 0.707x px), {frozen['photos']} random "
+            f"{frozen['photo_side']}-px photos each way:"
+        )
+        for name, rate in frozen["photos_per_second"].items():
+            print(f"  {name:<9} {rate:>8.2f} photos/s")
+        print(f"  without flips: {frozen['speed-up without flips']:.3f}x as fast")
     for row in result["search"]:
         print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries measured:")
         for name, f in row["methods"].items():

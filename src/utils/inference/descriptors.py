@@ -12,7 +12,8 @@ A `Vectors` function gives any of the three for a list of files, inside a time b
 ``vectors(paths, budget, desc) -> (rows (M, D), kept (M,), unreadable, out_of_budget)``, the
 positions in ``paths`` of the rows it could read and of those it could not, and how many files
 the budget left out (at the end of the list). `trained_vectors`, `pretrained_vectors` and
-`both_vectors` make them; `describe_photos` runs the frozen descriptor with a progress bar.
+`both_vectors` make them; `describe_photos` runs the frozen descriptor with a progress bar;
+`frozen_part` takes the frozen descriptor's rows back out of ``both``'s (08's baseline).
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def combine(pretrained: np.ndarray, trained: np.ndarray, weight: float) -> np.nd
     return np.hstack([np.sqrt(weight) * pretrained, np.sqrt(1.0 - weight) * trained]).astype(
         np.float32
     )
+
+
+def frozen_part(rows: np.ndarray, dim: int) -> np.ndarray:
+    """The frozen descriptor's unit rows ``(N, dim)`` inside `combine`'s (or its own) rows.
+
+    ``combine`` puts ``sqrt(a) p`` in the first ``dim`` columns: renormalising them gives ``p``.
+    """
+    rows = np.asarray(rows, np.float32)
+    if not 0 < dim <= rows.shape[1]:
+        raise ValueError(f"no {dim} frozen columns in rows of {rows.shape[1]} columns")
+    block = rows[:, :dim]
+    return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
 
 
 def describe_photos(

@@ -16,7 +16,9 @@ shortlist may be verified with RootSIFT (`utils.inference.verification`), and it
 be lowered by its similarity to known non-landmark photos (`utils.inference.ranking`). Where the
 data root ships ``test_solution.csv`` and ``tune`` is on, k, aggregation, confidence,
 whitening, penalty, gate and the local votes are chosen on the tune part of the test ids and
-reported on the check part and on the whole (`utils.inference.tuning`). With ``detector`` (a
+reported on the check part and on the whole (`utils.inference.tuning`), beside the simplest
+baseline where the frozen descriptor was searched: its nearest gallery photo alone
+(`_frozen_baseline`, ``details["baseline"]``). With ``detector`` (a
 file saved by notebook 07, `utils.ood.load_detector`) the gate is an option the tuning may take;
 without a solution to tune on, ``gate`` says whether to use it.
 """
@@ -43,6 +45,7 @@ from utils.inference.budget import TimeBudget
 from utils.inference.descriptors import (
     DESCRIPTORS,
     both_vectors,
+    frozen_part,
     pretrained_vectors,
     trained_vectors,
 )
@@ -93,6 +96,7 @@ class SubmissionConfig:
     descriptor: str = "trained"  # retrieval: trained | pretrained | both (inference.descriptors)
     pretrained_weight: float = 0.5  # both: share a of the pretrained cosine
     pretrained_size: int = 400  # pretrained: longer side of the photo at scale 1
+    pretrained_flip: bool = True  # pretrained: also read each photo mirrored (twice the time)
     whiten: int = 0  # retrieval: dimensions of the PCA whitening fitted on the gallery; 0: off
     confidence: str = "score"  # score | nearest (utils.inference.ranking), when not tuned
     gallery: str = "train"  # retrieval: train.csv | train_clean.csv at run time | manifest
@@ -266,22 +270,46 @@ def _stage_budget(cfg: SubmissionConfig, budget: TimeBudget, share: float) -> Ti
 
 
 def _vectors(cfg, model, config, device, progress):
-    """The `utils.inference.descriptors.Vectors` of ``cfg.descriptor``."""
-    descriptor = None
+    """``(Vectors, frozen_dim)``: ``cfg.descriptor``'s `utils.inference.descriptors.Vectors`.
+
+    ``frozen_dim``: how many leading columns of its rows hold the frozen descriptor
+    (`frozen_part`; 0: none).
+    """
+    descriptor, frozen_dim = None, 0
     if cfg.descriptor != "trained":
         from utils.retrieval.descriptor import GlobalDescriptor
 
-        descriptor = pretrained_vectors(
-            GlobalDescriptor(size=cfg.pretrained_size, device=device), progress
-        )
+        frozen = GlobalDescriptor(size=cfg.pretrained_size, flip=cfg.pretrained_flip, device=device)
+        descriptor, frozen_dim = pretrained_vectors(frozen, progress), frozen.dim
         if cfg.descriptor == "pretrained":
-            return descriptor
+            return descriptor, frozen_dim
     size = cfg.image_size or config["image_size"]
     transform = eval_transform(size, config["pipeline"])
     trained = trained_vectors(model, transform, device, cfg.batch_size, cfg.workers, progress)
     if cfg.descriptor == "trained":
-        return trained
-    return both_vectors(descriptor, trained, cfg.pretrained_weight)
+        return trained, 0
+    return both_vectors(descriptor, trained, cfg.pretrained_weight), frozen_dim
+
+
+def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, tune) -> dict:
+    """The simplest baseline's scores on 08's parts (``{"name", "parts"}``).
+
+    Each test photo is given its nearest gallery photo's landmark by the frozen descriptor
+    alone and ranked by that cosine (nothing trained, nothing tuned), read from the vectors 08
+    searched (`frozen_part`).
+    """
+    frozen = frozen_part(gallery.embeddings, frozen_dim)
+    cosines, where = EmbeddingIndex(frozen, cfg.index).search(frozen_part(query_emb, frozen_dim), 1)
+    landmarks = np.asarray(gallery.labels)[where[:, 0]]
+    known = np.isin(truth, gallery.labels)
+    parts = (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
+    return {
+        "name": "frozen ImageNet descriptor, nearest gallery photo",
+        "parts": {
+            name: tuning.scores(landmarks[m], cosines[m, 0], truth[m], known[m])
+            for name, m in parts
+        },
+    }
 
 
 def _searches(cfg, gallery, query_emb, deepest, kinds):
@@ -314,7 +342,7 @@ def _searches(cfg, gallery, query_emb, deepest, kinds):
 
 def _retrieval(cfg, model, config, dataset, device, budget, progress):
     """The leaderboard job of the module docstring: ``(predictions, gated, notes, details)``."""
-    vectors = _vectors(cfg, model, config, device, progress)
+    vectors, frozen_dim = _vectors(cfg, model, config, device, progress)
     photos = _non_landmark_photos(cfg) if cfg.penalty_k or cfg.tune else []
     listing = _gallery_listing(cfg, config)  # read once: 1.58M rows on Kaggle
     listed = len(listing) if cfg.gallery != "manifest" else 0
@@ -336,6 +364,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
         details["image_size"] = cfg.image_size or config["image_size"]
     if cfg.descriptor != "trained":
         details["pretrained_size"] = cfg.pretrained_size
+        details["pretrained_flip"] = cfg.pretrained_flip
     if cfg.descriptor == "both":
         details["pretrained_weight"] = cfg.pretrained_weight
     pred = TestPredictions.empty(len(dataset))
@@ -448,6 +477,13 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
             f"tuned on {int(tune.sum())} test ids: {settings}; check part "
             f"({int((~tune).sum())} ids) GAP {check['gap']:.3f}"
         )
+        if frozen_dim:
+            details["baseline"] = _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, tune)
+            base = details["baseline"]["parts"]
+            notes.append(
+                f"baseline, the frozen descriptor's nearest gallery photo: check part GAP "
+                f"{base['check']['gap']:.3f}, whole {base['whole']['gap']:.3f}"
+            )
     gated = int((~accepted).sum()) if accepted is not None and settings.gate else 0
     pred.landmarks[query_rows], pred.confidences[query_rows] = landmarks, confidence
     return pred, gated, notes, details

@@ -76,6 +76,16 @@ class GlobalDescriptor:
         self.backbone, self.size, self.scales = backbone, int(size), tuple(float(s) for s in scales)
         self.flip, self.p, self.device = bool(flip), float(p), torch.device(device)
         self.network = network.to(self.device).eval()
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """``D``, the length of a descriptor: the trunk's channels (one 32-px pass, once)."""
+        if self._dim is None:
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, 32, 32, device=self.device)
+                self._dim = int(self.network.extract_features(probe).shape[1])
+        return self._dim
 
     @property
     def settings(self) -> dict:
