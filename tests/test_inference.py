@@ -297,7 +297,7 @@ def test_retrieval_searching_both_descriptors_writes_every_row(tiny_run, tiny_ro
     listing = read_gallery_list(tiny_root, "train")
     frozen = GlobalDescriptor(size=64, flip=config.pretrained_flip)
     gallery = frozen([load_image(image_path(tiny_root, i)) for i in listing["id"]])
-    queries = frozen([load_image(image_path(tiny_root, i)) for i in ids])
+    queries = frozen([load_image(image_path(tiny_root, i, "test")) for i in ids])
     cosines = queries @ gallery.T
     nearest = cosines.argmax(axis=1)
     landmarks = listing["landmark_id"].to_numpy()[nearest]
