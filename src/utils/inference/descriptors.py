@@ -29,6 +29,7 @@ from utils.data.datasets import FolderDataset
 from utils.data.images import ImageLoadError, load_image
 from utils.inference.budget import TimeBudget
 from utils.inference.predict import embed
+from utils.retrieval.knn import normalize
 
 DESCRIPTORS = ("trained", "pretrained", "both")
 Described = tuple[np.ndarray, np.ndarray, list[int], int]
@@ -57,8 +58,7 @@ def frozen_part(rows: np.ndarray, dim: int) -> np.ndarray:
     rows = np.asarray(rows, np.float32)
     if not 0 < dim <= rows.shape[1]:
         raise ValueError(f"no {dim} frozen columns in rows of {rows.shape[1]} columns")
-    block = rows[:, :dim]
-    return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+    return normalize(rows[:, :dim])
 
 
 def describe_photos(

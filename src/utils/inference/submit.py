@@ -291,7 +291,7 @@ def _vectors(cfg, model, config, device, progress):
     return both_vectors(descriptor, trained, cfg.pretrained_weight), frozen_dim
 
 
-def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, tune) -> dict:
+def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, known, tune) -> dict:
     """The simplest baseline's scores on 08's parts (``{"name", "parts"}``).
 
     Each test photo is given its nearest gallery photo's landmark by the frozen descriptor
@@ -301,14 +301,9 @@ def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, tune) -> dict:
     frozen = frozen_part(gallery.embeddings, frozen_dim)
     cosines, where = EmbeddingIndex(frozen, cfg.index).search(frozen_part(query_emb, frozen_dim), 1)
     landmarks = np.asarray(gallery.labels)[where[:, 0]]
-    known = np.isin(truth, gallery.labels)
-    parts = (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
     return {
         "name": "frozen ImageNet descriptor, nearest gallery photo",
-        "parts": {
-            name: tuning.scores(landmarks[m], cosines[m, 0], truth[m], known[m])
-            for name, m in parts
-        },
+        "parts": tuning.part_scores(landmarks, cosines[:, 0], truth, known, tune),
     }
 
 
@@ -467,10 +462,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
         details["tuning"] = {
             "chosen": {**settings.as_dict(), "rerank_top": cfg.rerank_top * bool(settings.verify)},
             "grid": len(table),
-            "parts": {
-                name: tuning.scores(landmarks[m], confidence[m], truth[m], known[m])
-                for name, m in (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
-            },
+            "parts": tuning.part_scores(landmarks, confidence, truth, known, tune),
         }
         check = details["tuning"]["parts"]["check"]
         notes.append(
@@ -478,7 +470,9 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
             f"({int((~tune).sum())} ids) GAP {check['gap']:.3f}"
         )
         if frozen_dim:
-            details["baseline"] = _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, tune)
+            details["baseline"] = _frozen_baseline(
+                cfg, gallery, query_emb, frozen_dim, truth, known, tune
+            )
             base = details["baseline"]["parts"]
             notes.append(
                 f"baseline, the frozen descriptor's nearest gallery photo: check part GAP "

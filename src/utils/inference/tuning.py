@@ -96,6 +96,18 @@ def scores(
     return out
 
 
+def part_scores(
+    landmarks: np.ndarray,
+    confidence: np.ndarray,
+    truth: np.ndarray,
+    known: np.ndarray,
+    tune: np.ndarray,
+) -> dict[str, dict]:
+    """`scores` of the tune part, the check part and the whole (``tune``: `tune_part`)."""
+    parts = (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
+    return {name: scores(landmarks[m], confidence[m], truth[m], known[m]) for name, m in parts}
+
+
 def choose(
     grid: Sequence[RankSettings],
     predict: Callable[[RankSettings], tuple[np.ndarray, np.ndarray]],
