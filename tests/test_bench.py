@@ -176,18 +176,24 @@ def test_gallery_benchmark_measures_embedding_and_projects_search(capsys):
     assert "GLDv2 test" in capsys.readouterr().out
 
 
-def test_gallery_benchmark_times_the_frozen_descriptor_with_and_without_flips(capsys):
+def test_gallery_benchmark_times_the_frozen_descriptor_by_engine_and_flips(capsys):
     from utils.bench.gallery import bench_frozen, print_gallery
 
     frozen = bench_frozen(photos=2, photo_side=48, size=64)
     rates = frozen["photos_per_second"]
-    assert sorted(rates) == ["flips", "no flips"] and min(rates.values()) > 0
+    names = ["onnx, flips", "onnx, no flips", "torch, flips", "torch, no flips"]
+    assert sorted(rates) == names and min(rates.values()) > 0
     assert frozen["speed-up without flips"] == pytest.approx(
-        rates["no flips"] / rates["flips"], abs=0.01
+        rates["onnx, no flips"] / rates["onnx, flips"], abs=0.01
     )
+    assert frozen["onnx over torch"] == pytest.approx(
+        rates["onnx, flips"] / rates["torch, flips"], abs=0.01
+    )
+    assert frozen["largest vector difference"] < 1e-4  # the same vectors
     no_embedding = {"dim": 1280, "images_per_second": {}}
     print_gallery({"embedding": no_embedding, "frozen": frozen, "search": []})
-    assert "without flips" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "without flips" in out and "as fast as torch" in out
     with pytest.raises(ValueError, match="photos must be >= 1"):
         bench_frozen(photos=0)
 

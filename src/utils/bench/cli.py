@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
         "--frozen-photos",
         type=int,
         default=8,
-        help="photos the frozen descriptor reads with and without flips (0: skip)",
+        help="photos the frozen descriptor reads by engine, with and without flips (0: skip)",
     )
     gal.add_argument(
         "--nprobe",

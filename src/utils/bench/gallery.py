@@ -7,8 +7,10 @@ loader`'s). Its ratio is against the smallest side, in the same run.
 
 Frozen descriptor (08's ``pretrained`` vectors, `utils.retrieval.descriptor.GlobalDescriptor`:
 Lite2 at ``size`` and 0.707 of it): photos per second on random RGB photos of ``photo_side``
-pixels (gldv2-sample's photos are 256 x 256), with and without the mirrored views, and the ratio
-of the two in the same run.
+pixels (gldv2-sample's photos are 256 x 256), its trunk run by torch and by ONNX Runtime
+(`utils.models.onnx_trunk`, where installed), each with and without the mirrored views; the
+ratios ONNX over torch and without flips over with, in the same run, and the largest difference
+between the two engines' vectors.
 
 Search: a gallery of ``N`` random unit vectors of the network's dimension and 1,000 queries near
 gallery rows (as `utils.bench.retrieval`): faiss exact inner product and IVF, queries per second,
@@ -56,8 +58,9 @@ def bench_embedding(sides=(96, 256), batch: int = 16, steps: int = 3, threads: i
 
 
 def bench_frozen(photos: int = 8, photo_side: int = 256, size: int = 400) -> dict:
-    """Photos per second of the frozen descriptor with flips and without (module docstring)."""
+    """Photos per second of the frozen descriptor by engine, with flips and without."""
     from utils.models.backbones import imagenet_network
+    from utils.models.onnx_trunk import onnx_available
     from utils.retrieval.descriptor import GlobalDescriptor
 
     if photos < 1:
@@ -65,20 +68,33 @@ def bench_frozen(photos: int = 8, photo_side: int = 256, size: int = 400) -> dic
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (photo_side, photo_side, 3), np.uint8) for _ in range(photos)]
     network = imagenet_network("efficientnet-lite2")
-    rates = {}
-    for flip in (True, False):
-        descriptor = GlobalDescriptor(network, size=size, flip=flip)
-        descriptor(images[:1])  # warm-up
-        start = time.perf_counter()
-        descriptor(images)
-        rates["flips" if flip else "no flips"] = round(photos / (time.perf_counter() - start), 2)
-    return {
+    engines = ("torch", "onnx") if onnx_available() else ("torch",)
+    rates, vectors = {}, {}
+    for engine in engines:
+        for flip in (True, False):
+            descriptor = GlobalDescriptor(network, size=size, flip=flip, engine=engine)
+            descriptor(images[:1])  # warm-up (and the ONNX export)
+            start = time.perf_counter()
+            vectors[engine, flip] = descriptor(images)
+            rates[f"{engine}, {'flips' if flip else 'no flips'}"] = round(
+                photos / (time.perf_counter() - start), 2
+            )
+    fastest = engines[-1]
+    out = {
         "photos": photos,
         "photo_side": photo_side,
         "size": size,
         "photos_per_second": rates,
-        "speed-up without flips": round(rates["no flips"] / rates["flips"], 3),
+        "speed-up without flips": round(
+            rates[f"{fastest}, no flips"] / rates[f"{fastest}, flips"], 3
+        ),
     }
+    if "onnx" in engines:
+        out["onnx over torch"] = round(rates["onnx, flips"] / rates["torch, flips"], 3)
+        out["largest vector difference"] = float(
+            np.abs(vectors["onnx", True] - vectors["torch", True]).max()
+        )
+    return out
 
 
 def _gallery(size: int, dim: int, seed: int) -> np.ndarray:
@@ -191,7 +207,12 @@ def print_gallery(result: dict) -> None:
             f"{frozen['photo_side']}-px photos each way:"
         )
         for name, rate in frozen["photos_per_second"].items():
-            print(f"  {name:<9} {rate:>8.2f} photos/s")
+            print(f"  {name:<16} {rate:>8.2f} photos/s")
+        if "onnx over torch" in frozen:
+            print(
+                f"  onnx with flips: {frozen['onnx over torch']:.3f}x as fast as torch, vectors "
+                f"within {frozen['largest vector difference']:.1e}"
+            )
         print(f"  without flips: {frozen['speed-up without flips']:.3f}x as fast")
     for row in result["search"]:
         print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries measured:")

