@@ -180,6 +180,16 @@ def test_default_parameters_for_another_root(tmp_path):
     assert params["TOP"] == pipeline.REAL_TOP and params["MANIFEST_DIR"] == ""
 
 
+def test_a_data_root_s_run_is_named_for_its_folder_as_make_pipeline_names_it(tmp_path):
+    """So that ``--only 08`` after a whole run finds that run's networks, not an empty folder."""
+    root = tmp_path / "gldv2-sample"
+    root.mkdir()
+    assert pipeline.default_run_name(root / ".." / "gldv2-sample", "default") == "gldv2-sample"
+    assert pipeline.default_run_name(None, "tiny") == "tiny"
+    makefile = (pipeline.REPO / "Makefile").read_text()
+    assert "RUN ?= $(if $(DATA),$(notdir $(abspath $(DATA))),$(PROFILE))" in makefile
+
+
 def test_main_reports_a_folder_that_is_not_a_data_root(tmp_path, capsys):
     assert pipeline.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -4,7 +4,9 @@
 [--out outputs/RUN]`` executes every ``notebooks/NN_*.ipynb`` (whatever numbered notebooks
 exist), writing the executed copy ``OUT/NN_name.ipynb``, its log ``OUT/NN_name.log`` and its
 artefacts under ``OUT/NN_name/``. Without ``--data-root`` the embedded mini dataset of the
-profile is used (generated under ``data/`` when missing).
+profile is used (generated under ``data/`` when missing). ``OUT`` defaults to
+``outputs/<data root's folder name>``, else ``outputs/<profile>`` (as ``make pipeline``), so a
+later ``--only 08`` on the same data root finds the networks of the earlier run.
 
 Each notebook receives, among ``DATA_ROOT``, ``MANIFEST_DIR``, ``OUTPUT_DIR``, ``RUN_DIR``
 (the run folder, where earlier notebooks' artefacts are), ``TOP`` and ``PROFILE``, those that
@@ -330,6 +332,11 @@ def default_parameters(data_root: Path | None, profile: str, manifest: Path | No
     }
 
 
+def default_run_name(data_root: Path | None, profile: str) -> str:
+    """The run folder's name under ``outputs/``: the data root's folder name, else the profile."""
+    return data_root.resolve().name if data_root is not None else profile
+
+
 def parser() -> argparse.ArgumentParser:
     """Options of the command."""
     parser = argparse.ArgumentParser(
@@ -349,7 +356,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--manifest", type=Path, default=None, help="manifest folder to use")
     parser.add_argument("--only", default="", help="comma-separated prefixes, e.g. 01,02")
-    parser.add_argument("--out", type=Path, default=None, help="default: outputs/<profile>")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: outputs/<data root folder name>, else outputs/<profile>",
+    )
     parser.add_argument(
         "--notebooks", type=Path, default=REPO / "notebooks", help="folder of NN_*.ipynb"
     )
@@ -368,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parser().parse_args(argv)
-    out = (args.out or REPO / "outputs" / args.profile).resolve()
+    out = (args.out or REPO / "outputs" / default_run_name(args.data_root, args.profile)).resolve()
     try:
         notebooks = discover(args.notebooks, args.only.split(",") if args.only else None)
         parameters = default_parameters(args.data_root, args.profile, args.manifest)

@@ -24,6 +24,7 @@ or check failed) falls back to torch with a warning; ``onnx`` then raises.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -87,22 +88,24 @@ class GlobalDescriptor:
         self.flip, self.p, self.device = bool(flip), float(p), torch.device(device)
         self.network = network.to(self.device).eval()
         self.requested_engine, self.engine = engine, choose_engine(engine, self.device)
-        self._trunk = None
+        self._trunk, self._building = None, threading.Lock()  # one export across threads
         self._dim: int | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's maps ``(B, D, h, w)`` of ``x (B, 3, H, W)``, by the chosen engine."""
         if self.engine == "torch":
             return self.network.extract_features(x)
+        with self._building:
+            if self._trunk is None and self.engine == "onnx":
+                try:
+                    self._trunk = OnnxTrunk(self.network)
+                except OnnxUnavailable as err:
+                    if self.requested_engine == "onnx":
+                        raise
+                    warnings.warn(f"frozen descriptor: {err}; running it in torch", stacklevel=2)
+                    self.engine = "torch"
         if self._trunk is None:
-            try:
-                self._trunk = OnnxTrunk(self.network)
-            except OnnxUnavailable as err:
-                if self.requested_engine == "onnx":
-                    raise
-                warnings.warn(f"frozen descriptor: {err}; running it in torch", stacklevel=2)
-                self.engine = "torch"
-                return self.network.extract_features(x)
+            return self.network.extract_features(x)
         return self._trunk.extract_features(x)
 
     @property
