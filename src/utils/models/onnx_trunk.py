@@ -9,8 +9,8 @@ gets other vectors silently.
 
 Why: the frozen EfficientNet-Lite2 descriptor (`utils.retrieval.descriptor.GlobalDescriptor`) is
 most of notebook 08's time on real photos, and ONNX Runtime's CPU kernels (convolutions fused
-with their batch norm and activation) run it 2.5-2.9x as fast as torch's eager ones on 2 cores of
-an AMD EPYC without AVX512, descriptors equal within 1e-6 (`python -m utils bench gallery`,
+with their batch norm and activation) run it 2.2x as fast as torch's eager ones on 2 cores of an
+AMD EPYC without AVX512, descriptors equal within 1e-6 (`python -m utils bench gallery`,
 docs/benchmarks.md). It needs the ``onnx`` (export) and ``onnxruntime`` packages.
 
 `choose_engine(engine, device)` resolves ``auto``: ``onnx`` on a CPU device where both packages

@@ -16,7 +16,7 @@ descriptors (`utils.retrieval.gallery.DescriptorStore`) is keyed by them and by 
 content.
 
 ``engine`` runs the trunk: ``torch``, or ``onnx`` (ONNX Runtime on the CPU,
-`utils.models.onnx_trunk`: the same vectors within 1e-6, 2.5-2.9x as fast on 2 AVX2 cores), or
+`utils.models.onnx_trunk`: the same vectors within 1e-6, 2.2x as fast on 2 AVX2 cores), or
 ``auto`` (``onnx`` on a CPU device where its packages are installed). The engine is not part of
 `settings`: it changes the time, not the vectors. Under ``auto`` a trunk ONNX cannot run (export
 or check failed) falls back to torch with a warning; ``onnx`` then raises.
