@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -64,19 +66,28 @@ class _Trunk(nn.Module):
         return self.network.extract_features(x)
 
 
+@contextmanager
+def _eval_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """``network`` in eval mode inside the block, in its own mode again after it."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield network
+    finally:
+        network.train(was_training)
+
+
 def export_trunk(network: nn.Module) -> bytes:
     """The ONNX model of ``network.extract_features`` in eval mode, batch and size dynamic.
 
     The network's own training mode is left as it was.
     """
-    was_training = network.training
-    trunk = _Trunk(network).eval()
     buffer = io.BytesIO()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with _eval_mode(network), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on constant folding
             torch.onnx.export(
-                trunk,
+                _Trunk(network).eval(),
                 (torch.zeros(1, 3, 64, 64),),
                 buffer,
                 input_names=["images"],
@@ -86,8 +97,6 @@ def export_trunk(network: nn.Module) -> bytes:
             )
     except Exception as err:  # the exporter raises many kinds; all mean the same here
         raise OnnxUnavailable(f"exporting {type(network).__name__} to ONNX failed: {err}") from err
-    finally:
-        network.train(was_training)
     return buffer.getvalue()
 
 
@@ -106,12 +115,11 @@ class OnnxTrunk:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        model = export_trunk(network)
         try:
             self.session = onnxruntime.InferenceSession(
-                export_trunk(network), options, providers=["CPUExecutionProvider"]
+                model, options, providers=["CPUExecutionProvider"]
             )
-        except OnnxUnavailable:
-            raise
         except Exception as err:
             raise OnnxUnavailable(f"ONNX Runtime cannot load the exported trunk: {err}") from err
         self.check(network)
@@ -128,10 +136,8 @@ class OnnxTrunk:
         comparison and is left in its own mode.
         """
         probe = torch.randn(*PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
-        was_training = network.training
-        with torch.no_grad():
-            expected = network.eval().extract_features(probe).float()
-        network.train(was_training)
+        with _eval_mode(network), torch.no_grad():
+            expected = network.extract_features(probe).float()
         got = self.extract_features(probe)
         if got.shape != expected.shape:
             raise OnnxUnavailable(f"ONNX maps {tuple(got.shape)}, torch {tuple(expected.shape)}")
