@@ -54,7 +54,7 @@ def test_every_group_names_imagenet_classes():
 def test_the_score_is_the_mass_of_the_chosen_classes():
     p = _probabilities(church=0.3, suspension_bridge=0.2, washbasin=0.4)
     rest = (1 - 0.9) / 997
-    detector = im.ImagenetDetector(("religious", "bridges"), network=FixedLogits(p))
+    detector = im.ImagenetDetector(("religious", "bridges"), network=FixedLogits(p), engine="torch")
     images = [np.zeros((30, 40, 3), np.uint8), np.full((50, 20, 3), 90, np.uint8)]
     expected = 0.3 + 0.2 + rest * (len(detector.ids) - 2)
     assert np.allclose(detector.score(images), expected, atol=1e-5)
@@ -149,13 +149,13 @@ def test_08_scores_the_test_photos_once_per_imagenet_detector(tmp_path):
         paths.append(tmp_path / f"{i}.jpg")
         Image.fromarray(np.full((40, 50, 3), value, np.uint8)).save(paths[-1])
     network = CountingLogits(_probabilities(church=0.3, palace=0.2))
-    penalty = im.ImagenetDetector(("religious", "palaces"), network=network)
-    gate = im.ImagenetDetector(("religious", "palaces"), network=network)
+    penalty = im.ImagenetDetector(("religious", "palaces"), network=network, engine="torch")
+    gate = im.ImagenetDetector(("religious", "palaces"), network=network, engine="torch")
     seen: dict = {}
     mass = _detector_scores(penalty, paths, seen)
     assert network.seen == 3 and mass.shape == (3,)
     assert _detector_scores(gate, paths, seen) is mass and network.seen == 3  # read once
-    other = im.ImagenetDetector(("palaces",), network=network)
+    other = im.ImagenetDetector(("palaces",), network=network, engine="torch")
     assert not np.allclose(_detector_scores(other, paths, seen), mass) and network.seen == 6
     with pytest.raises(ThresholdError, match="no threshold"):
         gate.above(mass)

@@ -206,5 +206,7 @@ def test_results_md_is_filled_from_the_run(tiny_run):
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
         kinds = [detectors[name][f"auroc_{kind}_landmarks"] for kind in ("known", "other")]
         cell = " / ".join("—" if v is None else f"{v:.3f}" for v in kinds)
-        assert f"| {detectors[name]['auroc']:.3f} | {cell} | {report} |" in row
+        low, high = detectors[name]["auroc_interval"]
+        auroc = f"{detectors[name]['auroc']:.3f} ({low:.2f}-{high:.2f})"
+        assert f"| {auroc} | {cell} | {report} |" in row
         assert detectors[name]["known_landmarks"] > 0  # the tiny run's classifier knows some

@@ -7,7 +7,7 @@ import torch
 from utils.models import onnx_trunk
 from utils.models.backbones import imagenet_network
 from utils.models.onnx_trunk import OnnxTrunk, OnnxUnavailable, choose_engine
-from utils.retrieval import descriptor as descriptor_module
+from utils.ood.imagenet import ImagenetDetector
 from utils.retrieval.descriptor import GlobalDescriptor
 
 pytestmark = pytest.mark.skipif(
@@ -48,7 +48,7 @@ def test_a_session_that_disagrees_with_its_network_is_refused(lite0):
     other = imagenet_network("efficientnet-lite0")
     with torch.no_grad():
         other._conv_stem.weight.mul_(-1.0)
-    with pytest.raises(OnnxUnavailable, match="differ from torch"):
+    with pytest.raises(OnnxUnavailable, match="differs from torch"):
         trunk.check(other)
     assert trunk.check(lite0) <= onnx_trunk.TOLERANCE
 
@@ -78,14 +78,14 @@ def test_descriptor_vectors_are_the_same_by_either_engine(lite0):
     assert by_onnx.settings == by_torch.settings  # a cache serves both
     assert np.allclose(by_onnx(images), by_torch(images), atol=1e-5)
     assert np.allclose(by_onnx.describe(images[0]), by_torch.describe(images[0]), atol=1e-5)
-    assert by_onnx.engine == "onnx" and by_onnx._trunk is not None
+    assert by_onnx.engine == "onnx" and by_onnx.runner.onnx is not None
 
 
 def test_a_trunk_onnx_cannot_run_falls_back_to_torch_under_auto_only(monkeypatch, lite0):
-    def refuse(network):
+    def refuse(network, **kwargs):
         raise OnnxUnavailable("exporting EfficientNet to ONNX failed: test")
 
-    monkeypatch.setattr(descriptor_module, "OnnxTrunk", refuse)
+    monkeypatch.setattr(onnx_trunk, "OnnxTrunk", refuse)
     image = np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     auto = GlobalDescriptor(lite0, size=48)
     with pytest.warns(UserWarning, match="running it in torch"):
@@ -93,3 +93,27 @@ def test_a_trunk_onnx_cannot_run_falls_back_to_torch_under_auto_only(monkeypatch
     assert auto.engine == "torch" and vector.shape == (1, 1280)
     with pytest.raises(OnnxUnavailable, match="failed: test"):
         GlobalDescriptor(lite0, size=48, engine="onnx")([image])
+
+
+def test_imagenet_detector_scores_are_the_same_by_either_engine(lite0):
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in [(70, 90), (120, 60)]]
+    by_torch = ImagenetDetector(network=lite0, engine="torch")
+    by_onnx = ImagenetDetector(network=lite0, engine="onnx")
+    assert np.allclose(by_onnx.score(images), by_torch.score(images), atol=1e-6)
+    assert by_onnx.runner.onnx.method == "forward" and by_torch.runner.onnx is None
+
+
+class _Constant(torch.nn.Module):
+    """Logits that ignore the image: the exporter traces the input away."""
+
+    def forward(self, x):
+        return torch.zeros(len(x), 1000)
+
+
+def test_a_network_that_ignores_its_input_runs_in_torch_under_auto():
+    detector = ImagenetDetector(network=_Constant())
+    image = np.zeros((40, 40, 3), np.uint8)
+    with pytest.warns(UserWarning, match="ImageNet detector: ONNX Runtime cannot run"):
+        score = detector.score([image])
+    assert detector.runner.engine == "torch" and np.allclose(score, len(detector.ids) / 1000)

@@ -128,17 +128,23 @@ def table3_rows(run: Path) -> list[list[str]]:
 def table4_rows(run: Path) -> list[list[str]]:
     """A row per detector: accuracy, precision, recall, AUROC, AUROC per landmark kind, report.
 
-    The kinds are `utils.ood.evaluate.auroc_by_landmark_kind`'s (known / other landmarks).
+    The AUROC has its 95% interval where 07 measured one. The kinds are
+    `utils.ood.evaluate.auroc_by_landmark_kind`'s (known / other landmarks).
     """
     folder = _folder(run, "07")
     detectors = _read(folder / "detectors.json") if folder else None
     rows = []
     for name, values in (detectors or {}).items():
         report = REPORT_TABLE4.get(name)
+        interval = values.get("auroc_interval")
+        auroc = _fmt(values.get("auroc")) + (
+            f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
+        )
         rows.append(
             [
                 name,
-                *(_fmt(values.get(key)) for key in ("accuracy", "precision", "recall", "auroc")),
+                *(_fmt(values.get(key)) for key in ("accuracy", "precision", "recall")),
+                auroc,
                 " / ".join(
                     _fmt(values.get(f"auroc_{kind}_landmarks")) for kind in ("known", "other")
                 ),
@@ -146,6 +152,40 @@ def table4_rows(run: Path) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def by_source_rows(run: Path) -> tuple[list[list[str]], list[str]]:
+    """Per detector, its test AUROC against each source of non-landmark photos, and the sources.
+
+    From ``detectors.json``'s ``auroc_by_source`` (`utils.ood.evaluate.auroc_by_source`).
+    """
+    folder = _folder(run, "07")
+    detectors = (_read(folder / "detectors.json") if folder else None) or {}
+    sources = sorted({k for v in detectors.values() for k in v.get("auroc_by_source", {})})
+    rows = [
+        [name, *(_fmt(values.get("auroc_by_source", {}).get(k)) for k in sources)]
+        for name, values in detectors.items()
+        if values.get("auroc_by_source")
+    ]
+    return rows, sources
+
+
+def table4_note(run: Path) -> list[str]:
+    """What Table 4's test split was where 07 had no non-landmark photo to build it from.
+
+    ``protocol.json``'s ``mode`` (`utils.ood.scored`).
+    """
+    folder = _folder(run, "07")
+    protocol = (_read(folder / "protocol.json") if folder else None) or {}
+    if protocol.get("mode") != "scored":
+        return []
+    return [
+        "",
+        "No non-landmark photos to train on: the detectors that need none were tuned on 08's tune "
+        "part of the test set and measured on its check part (`test_solution.csv`); a landmark "
+        "is a photo of a landmark of `train.csv`, photos of other places count as non-landmarks. "
+        "Known / other: of the classifier's classes or not.",
+    ]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -174,6 +214,11 @@ def render(run: Path) -> str:
     header = ["detector", "accuracy", "precision", "recall", "AUROC"]
     header += ["AUROC: known / other landmarks", "report: acc / prec / rec"]
     lines += _table(header, rows) if rows else ["Notebook 07 did not run in this run."]
+    lines += table4_note(run)
+    rows, sources = by_source_rows(run)
+    if rows:
+        lines += ["", "AUROC of the landmark photos against each kind of non-landmark photo:", ""]
+        lines += _table(["detector", *sources], rows)
     folder = _folder(run, "08")
     report = _read(folder / "submission_report.json") if folder else None
     lines += ["", "## Submission", ""]

@@ -1,11 +1,12 @@
-"""A frozen network's convolutional trunk run by ONNX Runtime on the CPU: the same maps, faster.
+"""A frozen network run by ONNX Runtime on the CPU: the same outputs, faster.
 
-`OnnxTrunk(network)` exports ``network.extract_features`` (``x (B, 3, H, W) -> (B, D, h, w)``,
-any ``B``, ``H``, ``W``) to ONNX in memory with torch's TorchScript exporter and opens an ONNX
-Runtime session on it; its ``extract_features`` takes and returns torch tensors as the network's
-own does. The export is checked on a probe batch: the session's maps must equal the network's
-within `TOLERANCE` of the largest activation, or `OnnxUnavailable` is raised, so a caller never
-gets other vectors silently.
+`OnnxTrunk(network, method)` exports ``network.<method>`` (``extract_features``: ``x (B, 3, H, W)
+-> (B, D, h, w)``, the default; ``forward``: a classifier's logits ``(B, C)``; any ``B``, ``H``,
+``W``) to ONNX in memory with torch's TorchScript exporter and opens an ONNX Runtime session on
+it; its ``run`` (and ``extract_features``) takes and returns torch tensors as the network's own
+method does. The export is checked on a probe batch: the session's output must equal the
+network's within `TOLERANCE` of its largest value, or `OnnxUnavailable` is raised, so a caller
+never gets other vectors silently.
 
 Why: the frozen EfficientNet-Lite2 descriptor (`utils.retrieval.descriptor.GlobalDescriptor`) is
 most of notebook 08's time on real photos, and ONNX Runtime's CPU kernels (convolutions fused
@@ -14,13 +15,17 @@ AMD EPYC without AVX512, descriptors equal within 1e-6 (`python -m utils bench g
 docs/benchmarks.md). It needs the ``onnx`` (export) and ``onnxruntime`` packages.
 
 `choose_engine(engine, device)` resolves ``auto``: ``onnx`` on a CPU device where both packages
-import, else ``torch``. Training never goes through here.
+import, else ``torch``. `EngineRunner` calls ``network.<method>`` by the chosen engine and builds
+the ONNX session at its first call, once across threads; under ``auto`` a network ONNX cannot
+run falls back to torch with a warning. The frozen descriptor (`utils.retrieval.descriptor`) and
+the ImageNet detector (`utils.ood.imagenet`, 1.8x as fast) run through it. Training never does.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,15 +60,15 @@ def choose_engine(engine: str, device: str | torch.device) -> str:
     return engine
 
 
-class _Trunk(nn.Module):
-    """``forward = network.extract_features``: what the exporter traces."""
+class _Method(nn.Module):
+    """``forward = network.<method>``: what the exporter traces."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, method: str):
         super().__init__()
-        self.network = network
+        self.network, self.method = network, method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network.extract_features(x)
+        return getattr(self.network, self.method)(x)
 
 
 @contextmanager
@@ -77,22 +82,27 @@ def _eval_mode(network: nn.Module) -> Iterator[nn.Module]:
         network.train(was_training)
 
 
-def export_trunk(network: nn.Module) -> bytes:
-    """The ONNX model of ``network.extract_features`` in eval mode, batch and size dynamic.
+def export_trunk(network: nn.Module, method: str = "extract_features") -> bytes:
+    """The ONNX model of ``network.<method>`` in eval mode, batch and size dynamic.
 
-    The network's own training mode is left as it was.
+    The output's first axis is the batch; a 4-D output's last two are dynamic too. The
+    network's own training mode is left as it was.
     """
     buffer = io.BytesIO()
+    example = torch.zeros(1, 3, 64, 64)
     try:
         with _eval_mode(network), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+            module = _Method(network, method).eval()  # inside: the block restores the mode
+            rank = module(example).dim()
+            output_axes = {0: "B", 2: "h", 3: "w"} if rank == 4 else {0: "B"}
             torch.onnx.export(
-                _Trunk(network).eval(),
-                (torch.zeros(1, 3, 64, 64),),
+                module,
+                (example,),
                 buffer,
                 input_names=["images"],
-                output_names=["maps"],
-                dynamic_axes={"images": {0: "B", 2: "H", 3: "W"}, "maps": {0: "B", 2: "h", 3: "w"}},
+                output_names=["outputs"],
+                dynamic_axes={"images": {0: "B", 2: "H", 3: "W"}, "outputs": output_axes},
                 dynamo=False,
             )
     except Exception as err:  # the exporter raises many kinds; all mean the same here
@@ -101,13 +111,13 @@ def export_trunk(network: nn.Module) -> bytes:
 
 
 class OnnxTrunk:
-    """``extract_features`` of a frozen network, run by ONNX Runtime (module docstring).
+    """``network.<method>`` of a frozen network, run by ONNX Runtime (module docstring).
 
     ``threads``: ONNX Runtime's intra-op threads (0: torch's current count, so both use the
     cores the same way).
     """
 
-    def __init__(self, network: nn.Module, threads: int = 0):
+    def __init__(self, network: nn.Module, threads: int = 0, method: str = "extract_features"):
         if not onnx_available():
             raise OnnxUnavailable("the onnx and onnxruntime packages are not installed")
         import onnxruntime
@@ -115,19 +125,24 @@ class OnnxTrunk:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        model = export_trunk(network)
+        self.method = method
+        model = export_trunk(network, method)
         try:
             self.session = onnxruntime.InferenceSession(
                 model, options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:
-            raise OnnxUnavailable(f"ONNX Runtime cannot load the exported trunk: {err}") from err
+            raise OnnxUnavailable(f"ONNX Runtime cannot load the exported model: {err}") from err
         self.check(network)
 
-    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` float CPU tensor -> ``(B, D, h, w)`` float32 maps."""
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float CPU tensor -> the method's output, float32."""
         images = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {"images": images})[0])
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`run` under the trunk's name: ``(B, 3, H, W)`` -> ``(B, D, h, w)`` maps."""
+        return self.run(x)
 
     def check(self, network: nn.Module) -> float:
         """Largest ``|onnx - torch|`` on a seeded probe batch, as a share of ``max |torch|``.
@@ -137,14 +152,54 @@ class OnnxTrunk:
         """
         probe = torch.randn(*PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
         with _eval_mode(network), torch.no_grad():
-            expected = network.extract_features(probe).float()
-        got = self.extract_features(probe)
+            expected = getattr(network, self.method)(probe).float()
+        try:
+            got = self.run(probe)
+        except Exception as err:  # ONNX Runtime's own error kinds (e.g. an input traced away)
+            raise OnnxUnavailable(f"ONNX Runtime cannot run the exported model: {err}") from err
         if got.shape != expected.shape:
-            raise OnnxUnavailable(f"ONNX maps {tuple(got.shape)}, torch {tuple(expected.shape)}")
+            raise OnnxUnavailable(f"ONNX output {tuple(got.shape)}, torch {tuple(expected.shape)}")
         error = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
         if not error <= TOLERANCE:
             raise OnnxUnavailable(
-                f"ONNX maps differ from torch by {error:.2g} of the largest activation "
+                f"ONNX output differs from torch by {error:.2g} of the largest value "
                 f"(at most {TOLERANCE:g} allowed)"
             )
         return error
+
+
+class EngineRunner:
+    """``network.<method>(x)`` by the engine `choose_engine` picks (module docstring).
+
+    ``what`` names the network in the fallback's warning. ``engine`` is the engine in use
+    (``torch`` after a fallback), ``onnx`` the session once built.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        method: str = "extract_features",
+        engine: str = "auto",
+        device: str | torch.device = "cpu",
+        what: str = "network",
+    ):
+        self.network, self.method, self.what = network, method, what
+        self.requested, self.engine = engine, choose_engine(engine, device)
+        self.onnx: OnnxTrunk | None = None
+        self._building = threading.Lock()  # one export across threads
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``network.<method>(x)``, by ONNX Runtime once its session is built."""
+        if self.engine == "onnx":
+            with self._building:
+                if self.onnx is None and self.engine == "onnx":
+                    try:
+                        self.onnx = OnnxTrunk(self.network, method=self.method)
+                    except OnnxUnavailable as err:
+                        if self.requested == "onnx":
+                            raise
+                        warnings.warn(f"{self.what}: {err}; running it in torch", stacklevel=2)
+                        self.engine = "torch"
+        if self.onnx is None:
+            return getattr(self.network, self.method)(x)
+        return self.onnx.run(x)

@@ -139,7 +139,8 @@ def _round_robin(groups: list[list], count: int) -> list:
     return taken
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` where it lies under it, else absolute (manifests' ``path``)."""
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
@@ -212,14 +213,14 @@ def build_split(
     rows = []
     for split, part in (("val", held[:n_val]), ("test", held[n_val:]), ("train", rest)):
         for image_id, landmark in part:
-            path = _relative(image_path(data_root, image_id), data_root)
+            path = relative_path(image_path(data_root, image_id), data_root)
             rows.append((image_id, landmark, path, 1, "gldv2", split))
     order = rng.permutation(len(others))
     for rank, index in enumerate(order):
         path, source = others[index]
         split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
         image_id = f"{source}-{path.parent.name}-{path.stem}"
-        rows.append((image_id, -1, _relative(path, data_root), 0, source, split))
+        rows.append((image_id, -1, relative_path(path, data_root), 0, source, split))
     frame = pd.DataFrame(rows, columns=["id", "landmark_id", "path", "label", "source", "split"])
     if frame["id"].duplicated().any():
         raise ValueError("duplicate ids in the landmark / non-landmark set")

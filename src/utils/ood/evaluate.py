@@ -7,7 +7,8 @@ frozen (chosen on validation), and every read is logged with the order of the fr
 
 `detection_metrics`: landmark is the positive class; accuracy, precision, recall (the report's
 Table 4), AUROC and the false-positive rate at 95% true-positive rate (FPR95: the share of
-non-landmarks accepted by the threshold that accepts 95% of the landmarks), with the counts.
+non-landmarks accepted by the threshold that accepts 95% of the landmarks), with the counts;
+`evaluate` adds the AUROC's bootstrap interval (`auroc_interval`).
 """
 
 from __future__ import annotations
@@ -127,24 +128,72 @@ def auroc_by_landmark_kind(scores: np.ndarray, labels: np.ndarray, known: np.nda
     return out
 
 
+def auroc_interval(
+    scores: np.ndarray, labels: np.ndarray, draws: int = 2000, seed: int = 0
+) -> list[float]:
+    """95% percentile bootstrap interval ``[low, high]`` of the AUROC (`utils.metrics.auroc`).
+
+    Landmark and non-landmark photos are resampled with replacement each within its own kind,
+    so both keep their counts ``P`` and ``N``. With ``W[i, j] = [s_i > s_j] + [s_i = s_j] / 2``
+    over landmark ``i`` and non-landmark ``j``, a draw that takes each photo ``a_i`` and ``b_j``
+    times has AUROC ``a^T W b / (P N)``: every draw from one ``(P, N)`` matrix.
+    """
+    scores, positive = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return [float("nan"), float("nan")]
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    rng = np.random.default_rng(seed)
+    a = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=draws)
+    b = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=draws)
+    values = ((a @ wins) * b).sum(axis=1) / (len(pos) * len(neg))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def auroc_by_source(scores: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> dict:
+    """``{source: AUROC}``: every landmark photo against the non-landmarks of each source.
+
+    ``sources``: ``(N,)`` each photo's source (a non-landmark dataset, or
+    `utils.ood.scored.KINDS`: other places and photos of no landmark are told apart).
+    """
+    labels, sources = np.asarray(labels).astype(bool), np.asarray(sources)
+    if not labels.any():
+        return {}
+    return {
+        str(source): auroc(
+            scores[labels | (sources == source)], labels[labels | (sources == source)]
+        )
+        for source in sorted(set(sources[~labels]))
+    }
+
+
 def evaluate(
     detectors: Mapping[str, Detector],
     batches: Mapping[str, object],
     labels: np.ndarray,
     known: np.ndarray | None = None,
+    sources: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """Metrics of each detector on the test split, and its scores.
 
     ``batches[name]``: what detector ``name`` scores (the prepared images, or embeddings), all
     for the same test rows; ``labels``: 1 for a landmark. With ``known`` (see
-    `auroc_by_landmark_kind`) each result also has the AUROC per kind of landmark photo.
+    `auroc_by_landmark_kind`) each result also has the AUROC per kind of landmark photo, with
+    ``sources`` (`auroc_by_source`) per source of non-landmark photo.
     """
     results, scores = {}, {}
     for name, detector in detectors.items():
         scores[name] = detector.score(batches[name])
         results[name] = {
             **detection_metrics(scores[name], labels, detector.threshold),
+            "auroc_interval": auroc_interval(scores[name], labels),
             **(auroc_by_landmark_kind(scores[name], labels, known) if known is not None else {}),
+            **(
+                {"auroc_by_source": auroc_by_source(scores[name], labels, sources)}
+                if sources is not None
+                else {}
+            ),
             **detector.describe(),
         }
     return results, scores

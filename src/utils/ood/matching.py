@@ -8,7 +8,8 @@ Every image is embedded by a trained landmark network (``model.embed``, unit vec
 - GLR 2020's non-landmark penalisation (1st place, ``penalty_k = k``): ``score =
   max_j cos(q, L_j) - mean of the k largest cos(q, N_j)``: a query close to many non-landmark
   photos loses more of its landmark similarity;
-- ``penalty_k = 0``: ``score = max_j cos(q, L_j)``, no penalty.
+- ``penalty_k = 0``: ``score = max_j cos(q, L_j)``, no penalty; ``N`` may then be empty (a
+  data root without non-landmark photos, `utils.ood.scored`).
 
 ``k`` is chosen on the validation split (highest AUROC, `fit`); the databases are the photos of
 the train split, never the val or test photos.
@@ -33,6 +34,8 @@ def matching_score(
     queries = np.asarray(queries, np.float32)
     score = (queries @ np.asarray(landmarks, np.float32).T).max(axis=1).astype(np.float64)
     if penalty_k > 0:
+        if not len(non_landmarks):
+            raise ValueError(f"penalty_k {penalty_k} needs non-landmark embeddings (none given)")
         cos = queries @ np.asarray(non_landmarks, np.float32).T
         k = min(penalty_k, cos.shape[1])
         top = -np.partition(-cos, k - 1, axis=1)[:, :k]
@@ -83,9 +86,18 @@ class MatchingDetector(Detector):
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def set_databases(self, landmarks: np.ndarray, non_landmarks: np.ndarray) -> None:
-        """The landmark and non-landmark embedding databases (unit rows)."""
-        if not len(landmarks) or not len(non_landmarks):
-            raise ValueError("both databases need at least one embedding")
+        """The landmark and non-landmark embedding databases (unit rows).
+
+        The non-landmark one may be empty only with ``penalty_k = 0`` (nothing to subtract).
+        """
+        if not len(landmarks):
+            raise ValueError("the landmark database needs at least one embedding")
+        if not len(non_landmarks) and self.params["penalty_k"] > 0:
+            raise ValueError(
+                f"penalty_k {self.params['penalty_k']} needs non-landmark embeddings; "
+                "without any, use penalty_k 0"
+            )
+        non_landmarks = np.asarray(non_landmarks, np.float32).reshape(-1, landmarks.shape[1])
         self.landmarks = np.ascontiguousarray(landmarks, np.float32)
         self.non_landmarks = np.ascontiguousarray(non_landmarks, np.float32)
 

@@ -24,8 +24,6 @@ or check failed) falls back to torch with a warning; ``onnx`` then raises.
 
 from __future__ import annotations
 
-import threading
-import warnings
 from collections.abc import Sequence
 
 import cv2
@@ -34,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from utils.models.onnx_trunk import OnnxTrunk, OnnxUnavailable, choose_engine
+from utils.models.onnx_trunk import EngineRunner
 from utils.models.pooling import gem
 
 BACKBONE = "efficientnet-lite2"
@@ -87,26 +85,19 @@ class GlobalDescriptor:
         self.backbone, self.size, self.scales = backbone, int(size), tuple(float(s) for s in scales)
         self.flip, self.p, self.device = bool(flip), float(p), torch.device(device)
         self.network = network.to(self.device).eval()
-        self.requested_engine, self.engine = engine, choose_engine(engine, self.device)
-        self._trunk, self._building = None, threading.Lock()  # one export across threads
+        self.runner = EngineRunner(
+            self.network, "extract_features", engine, self.device, "frozen descriptor"
+        )
         self._dim: int | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's maps ``(B, D, h, w)`` of ``x (B, 3, H, W)``, by the chosen engine."""
-        if self.engine == "torch":
-            return self.network.extract_features(x)
-        with self._building:
-            if self._trunk is None and self.engine == "onnx":
-                try:
-                    self._trunk = OnnxTrunk(self.network)
-                except OnnxUnavailable as err:
-                    if self.requested_engine == "onnx":
-                        raise
-                    warnings.warn(f"frozen descriptor: {err}; running it in torch", stacklevel=2)
-                    self.engine = "torch"
-        if self._trunk is None:
-            return self.network.extract_features(x)
-        return self._trunk.extract_features(x)
+        return self.runner(x)
+
+    @property
+    def engine(self) -> str:
+        """The engine in use: ``torch`` or ``onnx`` (``torch`` after a fallback)."""
+        return self.runner.engine
 
     @property
     def dim(self) -> int:
