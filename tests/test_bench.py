@@ -190,10 +190,13 @@ def test_gallery_benchmark_times_the_frozen_descriptor_by_engine_and_flips(capsy
         rates["onnx, flips"] / rates["torch, flips"], abs=0.01
     )
     assert frozen["largest vector difference"] < 1e-4  # the same vectors
+    detector = frozen["imagenet detector"]
+    assert sorted(detector["photos_per_second"]) == ["onnx", "torch"]
+    assert detector["largest score difference"] < 1e-5 and detector["onnx over torch"] > 0
     no_embedding = {"dim": 1280, "images_per_second": {}}
     print_gallery({"embedding": no_embedding, "frozen": frozen, "search": []})
     out = capsys.readouterr().out
-    assert "without flips" in out and "as fast as torch" in out
+    assert "without flips" in out and "as fast as torch" in out and "ImageNet detector" in out
     with pytest.raises(ValueError, match="photos must be >= 1"):
         bench_frozen(photos=0)
 

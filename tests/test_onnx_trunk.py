@@ -117,3 +117,37 @@ def test_a_network_that_ignores_its_input_runs_in_torch_under_auto():
     with pytest.warns(UserWarning, match="ImageNet detector: ONNX Runtime cannot run"):
         score = detector.score([image])
     assert detector.runner.engine == "torch" and np.allclose(score, len(detector.ids) / 1000)
+
+
+class _Classifier(torch.nn.Module):
+    """A small classifier with the ``logits`` method ODIN calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3),
+            torch.nn.BatchNorm2d(8),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, 4),
+        )
+
+    def logits(self, x):
+        return self.body(x)
+
+
+def test_odin_scores_and_its_grid_are_the_same_by_either_engine():
+    from utils.ood.odin import OdinDetector
+
+    config = {"image_size": 24, "pipeline": 2}
+    batch = torch.randn(12, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    labels = np.arange(12) % 2
+    detectors = {
+        e: OdinDetector(_Classifier(), [1, 2, 3, 4], config, engine=e) for e in ("torch", "onnx")
+    }
+    grids = {e: d.fit(batch, labels, (1, 100), (0, 0.002)) for e, d in detectors.items()}
+    assert grids["onnx"] == pytest.approx(grids["torch"], abs=1e-6)
+    assert np.allclose(detectors["onnx"].score(batch), detectors["torch"].score(batch), atol=1e-6)
+    assert detectors["onnx"].logits.onnx is not None and detectors["torch"].logits.onnx is None

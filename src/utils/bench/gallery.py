@@ -10,7 +10,8 @@ Lite2 at ``size`` and 0.707 of it): photos per second on random RGB photos of ``
 pixels (gldv2-sample's photos are 256 x 256), its trunk run by torch and by ONNX Runtime
 (`utils.models.onnx_trunk`, where installed), each with and without the mirrored views; the
 ratios ONNX over torch and without flips over with, in the same run, and the largest difference
-between the two engines' vectors.
+between the two engines' vectors; then the ImageNet detector (`utils.ood.imagenet`, the same
+Lite2 whole at 260 px) on the same photos by each engine, its ratio and largest score difference.
 
 Search: a gallery of ``N`` random unit vectors of the network's dimension and 1,000 queries near
 gallery rows (as `utils.bench.retrieval`): faiss exact inner product and IVF, queries per second,
@@ -94,6 +95,26 @@ def bench_frozen(photos: int = 8, photo_side: int = 256, size: int = 400) -> dic
         out["largest vector difference"] = float(
             np.abs(vectors["onnx", True] - vectors["torch", True]).max()
         )
+    out["imagenet detector"] = bench_imagenet_detector(network, images, engines)
+    return out
+
+
+def bench_imagenet_detector(network, images: list[np.ndarray], engines: tuple[str, ...]) -> dict:
+    """Photos per second of the ImageNet detector (`utils.ood.imagenet`, 260 px) by engine."""
+    from utils.ood.imagenet import ImagenetDetector
+
+    rates, scores = {}, {}
+    for engine in engines:
+        detector = ImagenetDetector(network=network, engine=engine)
+        batch = detector.prepare(images)
+        detector.score(batch[:1])  # warm-up (and the ONNX export)
+        start = time.perf_counter()
+        scores[engine] = detector.score(batch)
+        rates[engine] = round(len(images) / (time.perf_counter() - start), 2)
+    out = {"photos_per_second": rates}
+    if "onnx" in engines:
+        out["onnx over torch"] = round(rates["onnx"] / rates["torch"], 3)
+        out["largest score difference"] = float(np.abs(scores["onnx"] - scores["torch"]).max())
     return out
 
 
@@ -214,6 +235,15 @@ def print_gallery(result: dict) -> None:
                 f"within {frozen['largest vector difference']:.1e}"
             )
         print(f"  without flips: {frozen['speed-up without flips']:.3f}x as fast")
+        detector = frozen.get("imagenet detector")
+        if detector:
+            rates = ", ".join(f"{k} {v:.2f}" for k, v in detector["photos_per_second"].items())
+            print(f"ImageNet detector (260 px), photos per second: {rates}")
+            if "onnx over torch" in detector:
+                print(
+                    f"  onnx: {detector['onnx over torch']:.3f}x as fast as torch, scores within "
+                    f"{detector['largest score difference']:.1e}"
+                )
     for row in result["search"]:
         print(f"gallery {row['gallery']:,} x {row['dim']}-d, {row['queries']} queries measured:")
         for name, f in row["methods"].items():
