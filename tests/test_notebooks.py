@@ -10,6 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import TINY_OVERRIDES
+from utils.pipeline import unfinished_trainings
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -72,6 +73,7 @@ def test_every_notebook_ran_and_left_its_executed_copy(tiny_run):
     for notebook in NOTEBOOKS:
         assert (tiny_run / notebook.name).is_file(), notebook.name
         assert (tiny_run / f"{notebook.stem}.log").is_file(), notebook.name
+    assert unfinished_trainings(tiny_run) == []  # every training wrote its metrics last
 
 
 @pytest.mark.notebook

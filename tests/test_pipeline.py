@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import nbformat
@@ -55,6 +56,27 @@ def test_runner_passes_declared_parameters_and_writes_outputs(tmp_path, capfd):
     assert (out / "01_write" / "seen.txt").read_text() == "7 /data"
     assert steps[0].executed.is_file() and steps[0].log.is_file()
     assert "without encryption" not in capfd.readouterr().err  # the kernel talks over IPC
+
+
+@pytest.mark.notebook
+def test_a_stopped_training_is_named_before_a_run_that_would_read_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    for name, order in (
+        ("03_train_resnet", ("best.pt", "test_metrics.json")),
+        ("04_train_effnet", ("test_metrics.json", "best.pt")),
+        ("06_dolg", ("best.pt",)),
+    ):
+        (out / name).mkdir(parents=True)
+        for age, file in enumerate(order):  # written in this order, a second apart
+            (out / name / file).write_text("{}")
+            os.utime(out / name / file, (1_000_000 + age, 1_000_000 + age))
+    assert pipeline.unfinished_trainings(out) == [out / "04_train_effnet", out / "06_dolg"]
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "06_dolg.ipynb", "x = 1", parameters="OUTPUT_DIR: str = '.'")
+    pipeline.run_pipeline(pipeline.discover(folder), {"PROFILE": "tiny"}, out, progress=False)
+    printed = capsys.readouterr().out
+    assert "04_train_effnet: best.pt is newer than test_metrics.json" in printed
+    assert "rerun it with --only 04" in printed and "06_dolg: best.pt" not in printed
 
 
 def test_plan_runs_a_repeat_after_its_notebook_with_its_parameters(tmp_path):

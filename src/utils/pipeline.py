@@ -272,6 +272,15 @@ def run_pipeline(
     parameters = {**parameters, "RUN_DIR": str(out)}  # where earlier notebooks left artefacts
     (out / RUN_FILE).write_text(json.dumps(parameters, indent=2, default=str), encoding="utf-8")
     steps = plan_steps(notebooks, out, repeats_for(parameters.get("PROFILE", "")))
+    rerun = {step.output_dir for step in steps}
+    for folder in unfinished_trainings(out):
+        if folder not in rerun:
+            print(
+                f"warning: {folder}: best.pt is newer than test_metrics.json, so its training "
+                f"did not finish (a stopped run); later notebooks would read an unfinished "
+                f"network: rerun it with --only {folder.name[:2]}",
+                flush=True,
+            )
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {step.executed.name}", flush=True)
         start = time.perf_counter()
@@ -284,6 +293,20 @@ def run_pipeline(
         )
     print(f"results: {write_results(out)}", flush=True)
     return steps
+
+
+def unfinished_trainings(out: Path) -> list[Path]:
+    """Training folders of a run whose ``best.pt`` is newer than their ``test_metrics.json``.
+
+    A training writes ``best.pt`` at each better epoch and ``test_metrics.json`` once it has
+    finished, so a later ``best.pt`` (or none of the metrics) means it was stopped midway.
+    """
+    found = []
+    for best in sorted(Path(out).glob("*/best.pt")):
+        metrics = best.with_name("test_metrics.json")
+        if not metrics.is_file() or metrics.stat().st_mtime < best.stat().st_mtime:
+            found.append(best.parent)
+    return found
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
