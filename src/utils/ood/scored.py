@@ -37,7 +37,6 @@ from utils.ood.data import non_landmark_sources, relative_path
 from utils.submission import read_solution
 
 SOLUTION = "test_solution.csv"
-MODES = ("trained", "scored", "untrained")  # non-landmark photos / a scored test set / neither
 TRAIN_SOURCE = "train.csv"  # the landmark database's rows
 NO_PLACE = "non_landmark"  # sources.csv's place of a photo that shows no landmark
 KINDS = ("train landmark", "other place", "no landmark", "not in train")  # a test row's source
