@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 
-from utils.inference.tuning import tune_part
 from utils.metrics import auroc
 from utils.models import build_model
 from utils.ood import evaluate as ood_eval
@@ -16,6 +15,7 @@ from utils.ood import scored
 from utils.ood.matching import MatchingDetector, matching_score
 from utils.results import render
 from utils.retrieval.realphotos import bootstrap_interval
+from utils.submission import tune_part
 
 CONFIG = {"model": "mobilenet_v2", "image_size": 32, "pipeline": 2}
 

@@ -5,12 +5,18 @@ A submission is ``id,landmarks`` with one row per test id; ``landmarks`` is
 A solution is ``id,landmarks`` with the true landmark ids space-separated, empty for a photo
 without a landmark (``test_solution.csv`` of the mini dataset).
 
+A scored test set splits in two parts by `tune_part`: settings are chosen on ``tune`` (notebook
+08's ranking, notebook 07's detectors) and reported on ``check``. Each id falls in a part by a
+hash of the id alone (``sha256("08-tune:" + id)``, first byte below 128: tune), fixed in code
+and independent of the order or the other ids.
+
 CLI: ``python -m utils validate SUBMISSION.csv --sample SAMPLE.csv`` prints one line
 per problem and exits 1 when there is any.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +28,14 @@ from utils.data.gldv2 import SUBMISSION_COLUMNS, DataContractError, read_csv_che
 from utils.metrics import NO_LANDMARK, gap_from_correct
 
 MAX_LINES = 20  # problems listed per kind before "... and N more"
+TUNE_SALT = "08-tune:"  # `tune_part`'s hash prefix
+
+
+def tune_part(ids: Sequence[str]) -> np.ndarray:
+    """``(N,)`` True where a test id is in the tune part (see the module docstring)."""
+    return np.array(
+        [hashlib.sha256((TUNE_SALT + str(i)).encode()).digest()[0] < 128 for i in ids], bool
+    )
 
 
 class SubmissionError(ValueError):

@@ -73,6 +73,7 @@ from utils.submission import (
     read_solution,
     read_submission,
     score,
+    tune_part,
     validate_submission,
     write_submission,
 )
@@ -427,7 +428,7 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
     settings = cfg.settings
     tune = None
     if tuned:
-        tune = tuning.tune_part([p.stem for p in query_paths])
+        tune = tune_part([p.stem for p in query_paths])
         settings, table = tuning.choose(grid, predict, truth, tune)
     if cfg.rerank_top > 0:
         whitened = searched(settings)

@@ -2,10 +2,11 @@
 
 The embedded dataset ships ``test_solution.csv``; Kaggle's does not. Where there is a solution,
 each test id falls in the ``tune`` part or the ``check`` part by a hash of the id alone
-(`tune_part`: ``sha256("08-tune:" + id)``, first byte below 128: tune), fixed in code and
-independent of the order or the other ids. `choose` tries every `RankSettings` of a grid on the
-tune part (highest GAP, ties to the earlier, i.e. simpler, setting) and `scores` reports the
-chosen one on the check part and on the whole, never on the part it was chosen on alone.
+(`utils.submission.tune_part`: ``sha256("08-tune:" + id)``, first byte below 128: tune), fixed
+in code and independent of the order or the other ids; notebook 07 uses the same parts.
+`choose` tries every `RankSettings` of a grid on the tune part (highest GAP, ties to the
+earlier, i.e. simpler, setting) and `scores` reports the chosen one on the check part and on the
+whole, never on the part it was chosen on alone.
 
 Reported per part: GAP (percentile bootstrap interval over queries), accuracy over the photos
 whose landmark is in the gallery (Wilson interval), rows predicted, and ``confident
@@ -15,7 +16,6 @@ of landmark photos of the part (the predictions that GAP's ranking counts as con
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 
@@ -24,13 +24,6 @@ import numpy as np
 from utils.inference.ranking import RankSettings
 from utils.metrics import NO_LANDMARK, gap
 from utils.retrieval.realphotos import bootstrap_interval, wilson
-
-SALT = "08-tune:"
-
-
-def tune_part(ids: Sequence[str]) -> np.ndarray:
-    """``(N,)`` True where an id is in the tune part (see the module docstring)."""
-    return np.array([hashlib.sha256((SALT + str(i)).encode()).digest()[0] < 128 for i in ids])
 
 
 def settings_grid(
@@ -103,7 +96,10 @@ def part_scores(
     known: np.ndarray,
     tune: np.ndarray,
 ) -> dict[str, dict]:
-    """`scores` of the tune part, the check part and the whole (``tune``: `tune_part`)."""
+    """`scores` of the tune part, the check part and the whole.
+
+    ``tune``: `utils.submission.tune_part` of the ids.
+    """
     parts = (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
     return {name: scores(landmarks[m], confidence[m], truth[m], known[m]) for name, m in parts}
 

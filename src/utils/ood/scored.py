@@ -7,7 +7,7 @@ landmark, empty where it shows none of the train landmarks) holds such photos in
 non-landmark training photo (ODIN, matching without a non-landmark database, ImageNet) are
 chosen and measured on the folder's real photos:
 
-- ``val``: the test ids of 08's tune part (`utils.inference.tuning.tune_part`, a hash of the id
+- ``val``: the test ids of 08's tune part (`utils.submission.tune_part`, a hash of the id
   fixed in code): ODIN's ``T`` and ``epsilon``, and every threshold, are chosen here;
 - ``test``: the ids of 08's check part, read once every threshold is frozen (`SealedSplits`);
 - ``train``: at most ``per_landmark`` photos of each landmark of ``train.csv`` (drawn with
@@ -32,9 +32,8 @@ import numpy as np
 import pandas as pd
 
 from utils.data.gldv2 import image_path, read_test_ids, read_train
-from utils.inference.tuning import tune_part
 from utils.ood.data import non_landmark_sources, relative_path
-from utils.submission import read_solution
+from utils.submission import read_solution, tune_part
 
 SOLUTION = "test_solution.csv"
 TRAIN_SOURCE = "train.csv"  # the landmark database's rows
