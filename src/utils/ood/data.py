@@ -147,6 +147,21 @@ def relative_path(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def draw_landmark_photos(
+    data_root: Path, per_landmark: int, rng: np.random.Generator
+) -> list[list[tuple[str, int]]]:
+    """At most ``per_landmark`` photos of each landmark of ``train.csv``, drawn by ``rng``.
+
+    One list per landmark (by id) of ``(image id, landmark)``, drawn from its ids sorted, in
+    the order drawn (`build_split` and `utils.ood.scored.build_split`).
+    """
+    groups = []
+    for landmark, ids in sorted(read_train(data_root).groupby("landmark_id")["id"]):
+        ids = sorted(ids.astype(str))
+        groups.append([(ids[i], int(landmark)) for i in rng.permutation(len(ids))[:per_landmark]])
+    return groups
+
+
 def build_split(
     data_root: str | Path,
     extra_root: str | Path | None = None,
@@ -169,12 +184,7 @@ def build_split(
     """
     rng = np.random.default_rng(seed)
     data_root = Path(data_root)
-    train = read_train(data_root)
-    landmark_groups = []
-    for landmark, ids in sorted(train.groupby("landmark_id")["id"]):
-        ids = sorted(ids.astype(str))
-        chosen = [ids[i] for i in rng.permutation(len(ids))[:per_landmark]]
-        landmark_groups.append([(i, int(landmark)) for i in chosen])
+    landmark_groups = draw_landmark_photos(data_root, per_landmark, rng)
     sources = non_landmark_sources(data_root, extra_root)
     if not sources:
         raise FileNotFoundError(f"no non-landmark photos under {data_root} or {extra_root}")

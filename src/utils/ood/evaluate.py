@@ -160,12 +160,11 @@ def auroc_by_source(scores: np.ndarray, labels: np.ndarray, sources: np.ndarray)
     labels, sources = np.asarray(labels).astype(bool), np.asarray(sources)
     if not labels.any():
         return {}
-    return {
-        str(source): auroc(
-            scores[labels | (sources == source)], labels[labels | (sources == source)]
-        )
-        for source in sorted(set(sources[~labels]))
-    }
+    out = {}
+    for source in sorted(set(sources[~labels])):
+        rows = labels | (sources == source)
+        out[str(source)] = auroc(scores[rows], labels[rows])
+    return out
 
 
 def evaluate(

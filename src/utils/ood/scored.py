@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.data.gldv2 import image_path, read_test_ids, read_train
-from utils.ood.data import non_landmark_sources, relative_path
+from utils.data.gldv2 import image_path, read_test_ids
+from utils.ood.data import draw_landmark_photos, non_landmark_sources, relative_path
 from utils.submission import read_solution, tune_part
 
 SOLUTION = "test_solution.csv"
@@ -62,12 +62,10 @@ def build_split(data_root: str | Path, per_landmark: int = 70, seed: int = 0) ->
     data_root = Path(data_root)
     rng = np.random.default_rng(seed)
     rows = []
-    train = read_train(data_root)
-    for landmark, ids in sorted(train.groupby("landmark_id")["id"]):
-        ids = sorted(ids.astype(str))
-        for i in sorted(rng.permutation(len(ids))[:per_landmark]):
-            path = relative_path(image_path(data_root, ids[i]), data_root)
-            rows.append((ids[i], int(landmark), path, 1, TRAIN_SOURCE, "train"))
+    for group in draw_landmark_photos(data_root, per_landmark, rng):
+        for image_id, landmark in sorted(group):
+            path = relative_path(image_path(data_root, image_id), data_root)
+            rows.append((image_id, landmark, path, 1, TRAIN_SOURCE, "train"))
     solution = read_solution(data_root / SOLUTION)
     truth = dict(zip(solution["id"], solution["truth"], strict=True))
     test_ids = read_test_ids(data_root)
