@@ -1,9 +1,8 @@
 """08's settings chosen on one part of a scored test set, reported on the other.
 
 The embedded dataset ships ``test_solution.csv``; Kaggle's does not. Where there is a solution,
-each test id falls in the ``tune`` part or the ``check`` part by a hash of the id alone
-(`utils.submission.tune_part`: ``sha256("08-tune:" + id)``, first byte below 128: tune), fixed
-in code and independent of the order or the other ids; notebook 07 uses the same parts.
+each test id falls in the ``tune`` part or the ``check`` part (`utils.submission.tune_part`, a
+hash of the id fixed in code; notebook 07 uses the same parts).
 `choose` tries every `RankSettings` of a grid on the tune part (highest GAP, ties to the
 earlier, i.e. simpler, setting) and `scores` reports the chosen one on the check part and on the
 whole, never on the part it was chosen on alone.
