@@ -306,3 +306,7 @@ def test_retrieval_searching_both_descriptors_writes_every_row(tiny_run, tiny_ro
     assert details["baseline"]["parts"]["whole"]["gap"] == pytest.approx(expected, abs=1e-6)
     assert sum(details["baseline"]["parts"][p]["queries"] for p in ("tune", "check")) == len(ids)
     assert any(note.startswith("baseline, the frozen descriptor") for note in report.notes)
+    for name, d in details["baseline"]["difference"].items():  # 08's GAP minus the baseline's
+        ours, theirs = details["tuning"]["parts"][name], details["baseline"]["parts"][name]
+        assert d["gap"] == pytest.approx(ours["gap"] - theirs["gap"], abs=1e-9)
+        assert d["interval"][0] <= d["interval"][1]

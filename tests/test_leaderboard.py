@@ -96,6 +96,26 @@ def test_scores_count_confident_non_landmarks():
     assert out["gap"] == pytest.approx(0.5) and out["predicted"] == 4
 
 
+def test_paired_differences_score_both_on_the_same_resampled_ids():
+    rng = np.random.default_rng(0)
+    truth = np.repeat([1, 2, 3, NO_LANDMARK], 25)
+    tune = np.arange(100) % 2 == 0
+    confidence = rng.random(100)
+    right = np.where(truth == NO_LANDMARK, 1, truth)
+    wrong_half = np.where(np.arange(100) % 4 < 2, right, 9)  # half the photos wrong
+    same = tuning.paired_differences((right, confidence), (right, confidence), truth, tune)
+    assert all(d["gap"] == 0 and tuple(d["interval"]) == (0, 0) for d in same.values())
+    better = tuning.paired_differences((right, confidence), (wrong_half, confidence), truth, tune)
+    whole = tuning.scores(right, confidence, truth, truth != NO_LANDMARK, intervals=False)["gap"]
+    whole -= tuning.scores(wrong_half, confidence, truth, truth != NO_LANDMARK, False)["gap"]
+    assert better["whole"]["gap"] == pytest.approx(whole) and whole > 0.2
+    for d in better.values():  # every draw favours the right answers: the interval excludes 0
+        assert 0 < d["interval"][0] < d["interval"][1]
+    worse = tuning.paired_differences((wrong_half, confidence), (right, confidence), truth, tune)
+    assert worse["check"]["gap"] == pytest.approx(-better["check"]["gap"])
+    assert worse["check"]["interval"][1] < 0
+
+
 def test_grid_is_simplest_first_and_has_no_duplicates():
     grid = tuning.settings_grid()
     assert grid[0] == RankSettings(1, "top1", 0, 0.0) and len(set(grid)) == len(grid)

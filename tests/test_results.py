@@ -96,5 +96,10 @@ def test_the_submission_table_shows_the_frozen_baseline_beside_each_part():
     assert "| check | 4 | 0.700 (0.600-0.800) |" in text
     assert "| check: baseline | 4 | 0.600 (0.500-0.700) |" in text
     assert "Baseline rows: nearest photo" in text
+    assert "minus the baseline" not in text  # a report from before the paired difference
+    difference = {"check": {"gap": 0.1, "interval": [-0.02, 0.2]}}
+    report["details"]["baseline"]["difference"] = difference
+    text = "\n".join(submission_lines(report))
+    assert "GAP of 08 minus the baseline's" in text and "check +0.100 (-0.020 to +0.200)" in text
     del report["details"]["baseline"]
     assert "baseline" not in "\n".join(submission_lines(report))

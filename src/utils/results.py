@@ -292,6 +292,18 @@ def submission_lines(report: dict) -> list[str]:
                 f"Baseline rows: {details['baseline']['name']} (its cosine as the confidence; "
                 "nothing trained, nothing tuned), on the same parts.",
             ]
+            difference = details["baseline"].get("difference") or {}
+            if difference:
+                lines.append(
+                    "GAP of 08 minus the baseline's, paired bootstrap 95% interval (both scored "
+                    "on the same resampled ids): "
+                    + "; ".join(
+                        f"{name} {d['gap']:+.3f} ({d['interval'][0]:+.3f} to "
+                        f"{d['interval'][1]:+.3f})"
+                        for name, d in difference.items()
+                    )
+                    + "."
+                )
     return lines
 
 

@@ -292,12 +292,13 @@ def _vectors(cfg, model, config, device, progress):
     return both_vectors(descriptor, trained, cfg.pretrained_weight), frozen_dim
 
 
-def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, known, tune) -> dict:
-    """The simplest baseline's scores on 08's parts (``{"name", "parts"}``).
+def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, known, tune, ours) -> dict:
+    """The simplest baseline's scores on 08's parts (``{"name", "parts", "difference"}``).
 
     Each test photo is given its nearest gallery photo's landmark by the frozen descriptor
     alone and ranked by that cosine (nothing trained, nothing tuned), read from the vectors 08
-    searched (`frozen_part`).
+    searched (`frozen_part`). ``ours``: 08's ``(landmarks, confidence)``; ``difference`` is 08's
+    GAP minus the baseline's on each part, with a paired interval (`tuning.paired_differences`).
     """
     frozen = frozen_part(gallery.embeddings, frozen_dim)
     cosines, where = EmbeddingIndex(frozen, cfg.index).search(frozen_part(query_emb, frozen_dim), 1)
@@ -305,6 +306,7 @@ def _frozen_baseline(cfg, gallery, query_emb, frozen_dim, truth, known, tune) ->
     return {
         "name": "frozen ImageNet descriptor, nearest gallery photo",
         "parts": tuning.part_scores(landmarks, cosines[:, 0], truth, known, tune),
+        "difference": tuning.paired_differences(ours, (landmarks, cosines[:, 0]), truth, tune),
     }
 
 
@@ -472,12 +474,15 @@ def _retrieval(cfg, model, config, dataset, device, budget, progress):
         )
         if frozen_dim:
             details["baseline"] = _frozen_baseline(
-                cfg, gallery, query_emb, frozen_dim, truth, known, tune
+                cfg, gallery, query_emb, frozen_dim, truth, known, tune, (landmarks, confidence)
             )
             base = details["baseline"]["parts"]
+            lead = details["baseline"]["difference"]["check"]
             notes.append(
                 f"baseline, the frozen descriptor's nearest gallery photo: check part GAP "
-                f"{base['check']['gap']:.3f}, whole {base['whole']['gap']:.3f}"
+                f"{base['check']['gap']:.3f}, whole {base['whole']['gap']:.3f}; 08 minus it on "
+                f"the check part {lead['gap']:+.3f} ({lead['interval'][0]:+.3f} to "
+                f"{lead['interval'][1]:+.3f}, paired bootstrap)"
             )
     gated = int((~accepted).sum()) if accepted is not None and settings.gate else 0
     pred.landmarks[query_rows], pred.confidences[query_rows] = landmarks, confidence

@@ -103,6 +103,37 @@ def part_scores(
     return {name: scores(landmarks[m], confidence[m], truth[m], known[m]) for name, m in parts}
 
 
+def paired_differences(
+    ours: tuple[np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray],
+    truth: np.ndarray,
+    tune: np.ndarray,
+) -> dict[str, dict]:
+    """GAP of ``ours`` minus GAP of ``other`` on each part, with a paired bootstrap interval.
+
+    ``ours`` and ``other``: ``(landmarks (Q,), confidence (Q,))`` for the same queries. Each
+    bootstrap draw resamples the part's ids once (as `scores` does) and scores both on it, so the
+    interval is that of the difference itself; one that excludes 0 is a difference the part can
+    tell. Returns ``{part: {"gap": d, "interval": (low, high)}}``.
+    """
+    truth, tune = np.asarray(truth), np.asarray(tune, bool)
+    (a, a_conf), (b, b_conf) = (tuple(map(np.asarray, pair)) for pair in (ours, other))
+    out = {}
+    for name, mask in (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune))):
+        rows = np.flatnonzero(mask)
+
+        def difference(i, rows=rows):
+            i = rows[i]
+            return gap(a[i], a_conf[i], truth[i]) - gap(b[i], b_conf[i], truth[i])
+
+        everything = np.arange(len(rows))
+        out[name] = {
+            "gap": float(difference(everything)),
+            "interval": bootstrap_interval(difference, truth[rows] != NO_LANDMARK),
+        }
+    return out
+
+
 def choose(
     grid: Sequence[RankSettings],
     predict: Callable[[RankSettings], tuple[np.ndarray, np.ndarray]],
