@@ -99,8 +99,14 @@ def part_scores(
 
     ``tune``: `utils.submission.tune_part` of the ids.
     """
-    parts = (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
-    return {name: scores(landmarks[m], confidence[m], truth[m], known[m]) for name, m in parts}
+    return {
+        name: scores(landmarks[m], confidence[m], truth[m], known[m]) for name, m in _parts(tune)
+    }
+
+
+def _parts(tune: np.ndarray) -> tuple[tuple[str, np.ndarray], ...]:
+    """``(name, mask)`` of the tune part, the check part and the whole (``tune``: bool ``(Q,)``)."""
+    return (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune)))
 
 
 def paired_differences(
@@ -119,7 +125,7 @@ def paired_differences(
     truth, tune = np.asarray(truth), np.asarray(tune, bool)
     (a, a_conf), (b, b_conf) = (tuple(map(np.asarray, pair)) for pair in (ours, other))
     out = {}
-    for name, mask in (("tune", tune), ("check", ~tune), ("whole", np.ones_like(tune))):
+    for name, mask in _parts(tune):
         rows = np.flatnonzero(mask)
 
         def difference(i, rows=rows):
